@@ -1,0 +1,50 @@
+# Two entry points (see README.md): `make book` builds the book, `make test` runs every check.
+# Each creates .venv and installs what it needs on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# CI pins the tested torch pair; elsewhere pip picks the right torch for the machine.
+TORCH_PIN := $(if $(CI),torch==2.14.1 torchvision==0.29.1,)
+# Prepared CIFAR cache: $GUMBEL_LITE_DATA if set, else a git-ignored folder.
+export GUMBEL_LITE_DATA := $(abspath $(or $(GUMBEL_LITE_DATA),.cache/data))
+OFFLINE_DATASETS := ../shared/tools/materialize_datasets.py
+
+.PHONY: book test install data lint unit benchmark clean
+
+book: install
+	$(BIN)/python -m gumbel_lite --help > /dev/null
+
+test: install data lint unit
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(if $(TORCH_PIN),$(BIN)/pip install -q $(TORCH_PIN))
+	$(BIN)/pip install -q -e ".[book,test]"
+	touch $(STAMP)
+
+# Real CIFAR-10/100 in the prepared-cache layout: from the offline copy when present, else downloaded.
+data: install
+	@if [ -f "$(GUMBEL_LITE_DATA)/cifar10/meta.json" ] && [ -f "$(GUMBEL_LITE_DATA)/cifar100/meta.json" ]; then \
+		echo "datasets ready in $(GUMBEL_LITE_DATA)"; \
+	elif [ -f "$(OFFLINE_DATASETS)" ]; then \
+		$(BIN)/python $(OFFLINE_DATASETS) --out "$(GUMBEL_LITE_DATA)" > /dev/null; \
+	else \
+		$(BIN)/python -m gumbel_lite prepare cifar10 --download --data-root "$(GUMBEL_LITE_DATA)" && \
+		$(BIN)/python -m gumbel_lite prepare cifar100 --download --data-root "$(GUMBEL_LITE_DATA)"; \
+	fi
+
+lint: install
+	$(BIN)/ruff check gumbel_lite tests scripts
+
+unit: install data
+	$(BIN)/pytest -q
+
+benchmark: install
+	$(BIN)/python scripts/benchmark.py
+
+clean:
+	rm -rf _build students .pytest_cache

@@ -1,0 +1,180 @@
+"""Command line: ``python -m gumbel_lite {train,grid,grids,summary} ...``.
+
+Flags of ``train`` are derived from :class:`~gumbel_lite.config.RunConfig`, so every field of a
+run can be set from the shell and nothing is configured twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from pathlib import Path
+
+from .config import GRIDS, RunConfig, grid, smoke
+from .data import DatasetError, prepare
+from .runner import read_results, run_grid
+
+CHOICES = {
+    "dataset": ("cifar10", "cifar100"),
+    "network": ("conv2", "conv4", "conv6"),
+    "method": ("aslp", "naive_gumbel", "supermask", "edge_popup", "dense"),
+    "rescale": ("none", "smart", "dynamic"),
+    "schedule": ("constant", "cosine"),
+    "pipeline": ("device", "dataloader"),
+}
+
+
+def _optional(kind):
+    def parse(text: str):
+        return None if text.lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def add_config_flags(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """One ``--flag`` per RunConfig field (``--no-flag`` for booleans; ``none`` for optional values)."""
+    hints = typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        if f.name == "smoke":  # set by --smoke, which also shrinks the run
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if defaults else None
+        hint = hints[f.name]
+        if hint is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        elif f.name in CHOICES:
+            parser.add_argument(flag, choices=CHOICES[f.name], default=default)
+        else:
+            base = next(t for t in typing.get_args(hint) or (hint,) if t is not type(None))
+            parser.add_argument(flag, type=_optional(base), default=default, metavar=base.__name__.upper())
+
+
+def config_from_args(args: argparse.Namespace, skip_unset: bool = False) -> dict:
+    values = {}
+    for f in dataclasses.fields(RunConfig):
+        if f.name == "smoke":
+            continue
+        value = getattr(args, f.name)
+        if skip_unset and value is None:
+            continue
+        values[f.name] = None if f.name == "rescale" and value == "none" else value
+    return values
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--smoke", action="store_true", help="seconds-long runs for CI (flagged smoke in the results)")
+    parser.add_argument("--out", type=Path, default=Path("results.jsonl"), help="results file (JSON lines, appended)")
+    parser.add_argument("--data-root", type=Path, default=None, help="prepared-cache root (default $GUMBEL_LITE_DATA or data/)")
+    parser.add_argument("--download", action="store_true", help="let torchvision download a missing dataset")
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    parser.add_argument("--checkpoint-dir", type=Path, default=None, help="per-run checkpoints (default: next to --out)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m gumbel_lite", description="Extract subnetworks of random networks with Gumbel-softmax masks."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_train = sub.add_parser("train", help="one run", description="Train one configuration and append its result.")
+    add_config_flags(p_train)
+    add_run_flags(p_train)
+    p_grid = sub.add_parser("grid", help="a named grid of runs", description="Run a named grid; finished runs are skipped.")
+    p_grid.add_argument("name", choices=sorted(GRIDS))
+    p_grid.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
+    p_grid.add_argument("--jobs", type=int, default=1, help="runs at once (processes sharing the device)")
+    p_grid.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    overrides = p_grid.add_argument_group("overrides applied to every run of the grid")
+    add_config_flags(overrides, defaults=False)
+    add_run_flags(p_grid)
+    sub.add_parser("grids", help="list the named grids")
+    p_prep = sub.add_parser("prepare", help="download (torchvision) and convert a dataset into the prepared cache")
+    p_prep.add_argument("dataset", choices=CHOICES["dataset"])
+    p_prep.add_argument("--data-root", type=Path, default=None, help="prepared-cache root (default $GUMBEL_LITE_DATA or data/)")
+    p_prep.add_argument("--download", action="store_true", help="allow the download")
+    p_sum = sub.add_parser("summary", help="summarise a results file")
+    p_sum.add_argument("results", type=Path)
+    args = parser.parse_args(argv)
+
+    if args.command == "grids":
+        for name, fn in sorted(GRIDS.items()):
+            print(f"{name:18s} {len(fn())} runs per seed  {(fn.__doc__ or '').strip().splitlines()[0]}")
+        return 0
+    if args.command == "summary":
+        return summary(args.results)
+    if args.command == "prepare":
+        try:
+            print(prepare(args.dataset, args.data_root, download=args.download))
+        except DatasetError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        return 0
+    try:
+        if args.command == "train":
+            configs = [RunConfig.from_dict(config_from_args(args))]
+            jobs = 1
+        else:
+            try:
+                seeds = [int(s) for s in args.seeds.split(",")]
+            except ValueError:
+                parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+            over = config_from_args(args, skip_unset=True)
+            over.pop("seed", None)
+            configs = grid(args.name, seeds, **over)
+            jobs = args.jobs
+            if jobs < 1:
+                parser.error(f"--jobs must be >= 1, got {jobs}")
+        if getattr(args, "smoke", False):
+            configs = [smoke(c) for c in configs]
+    except ValueError as e:
+        parser.error(str(e))
+    if getattr(args, "dry_run", False):
+        for c in configs:
+            print(c.run_id, c.label, f"seed={c.seed}", f"epochs={c.epochs}")
+        return 0
+    try:
+        run_grid(
+            configs,
+            args.out,
+            jobs=jobs,
+            data_root=args.data_root,
+            device=args.device,
+            checkpoint_dir=args.checkpoint_dir,
+            download=args.download,
+            progress=False if args.no_progress else None,
+        )
+    except (DatasetError, FloatingPointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        print(f"(results already in {args.out} are kept)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished runs are in {args.out}; re-run the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def summary(path: Path) -> int:
+    records = read_results(path)
+    if not records:
+        print(f"no results in {path}", file=sys.stderr)
+        return 1
+    for r in records:
+        m = r["metrics"]
+        print(
+            json.dumps(
+                {
+                    "label": r["label"],
+                    "seed": r["seed"],
+                    "smoke": r["smoke"],
+                    "test_accuracy": round(m["test_accuracy"], 4),
+                    "density": m["density"],
+                    "epochs": m["epochs_run"],
+                    "wall_time": round(r["wall_time"], 1),
+                }
+            )
+        )
+    return 0

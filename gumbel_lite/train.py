@@ -1,0 +1,270 @@
+"""The rescaling trainer: one optimizer, three parameter groups, a plain PyTorch loop.
+
+Groups (the paper's defaults): mask logits m̂ — SGD lr 50, momentum 0.9, no weight decay;
+Smart Rescale scales s_l — SGD lr 1e-3; weights — only for the ``"dense"`` baseline. Early
+stopping watches the accuracy on a seeded validation split, evaluated without augmentation and
+with the deterministic mask; the best epoch's state is restored and tested at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .masking import check_choice, density, deterministic_masks, is_masked, mask_mode, mask_statistics, parameter_groups
+
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass
+class History:
+    """Per-epoch records and the final result of :func:`train`."""
+
+    epochs: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val_accuracy: float = float("nan")
+    test_accuracy: float = float("nan")
+    sampled_test_accuracy: list[float] = field(default_factory=list)
+    final_density: float = float("nan")
+    stopped_early: bool = False
+    wall_time: float = 0.0
+
+    def column(self, key: str) -> list:
+        """One per-epoch quantity as a list, e.g. ``history.column("val_accuracy")``."""
+        return [e[key] for e in self.epochs]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_device() -> torch.device:
+    """CUDA, then Apple MPS, then CPU; prints a hint when only the CPU is available."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    print("No GPU found: running on the CPU. On Colab: Runtime > Change runtime type > GPU.")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and PyTorch (all devices)."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def device_name(device: torch.device | str) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple MPS"
+    import platform
+
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data, split: str = "test", mask: str = "deterministic", bf16: bool = False) -> dict[str, float]:
+    """Loss and accuracy on ``split`` with the ``"deterministic"`` or a ``"sample"``-d mask."""
+    was_training = model.training
+    model.eval()
+    device = data.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    count = 0
+    with mask_mode(model, mask), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+        for images, labels in data.eval_batches(split):
+            logits = model(images).float()
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+            correct += (logits.argmax(1) == labels).sum()
+            count += len(labels)
+    model.train(was_training)
+    if count == 0:
+        return {"loss": float("nan"), "accuracy": float("nan")}
+    return {"loss": float(loss_sum) / count, "accuracy": float(correct) / count}
+
+
+def make_optimizer(
+    model: nn.Module, mask_lr: float, scale_lr: float, weight_lr: float, momentum: float, weight_decay: float
+) -> torch.optim.SGD:
+    """One SGD optimizer with a group per role (so each batch runs once, unlike two optimizers)."""
+    groups = parameter_groups(model)
+    spec = [
+        {"params": groups["mask_logits"], "lr": mask_lr, "weight_decay": 0.0, "name": "mask_logits"},
+        {"params": groups["scales"], "lr": scale_lr, "weight_decay": 0.0, "name": "scales"},
+        {"params": groups["weights"], "lr": weight_lr, "weight_decay": weight_decay, "name": "weights"},
+    ]
+    spec = [g for g in spec if g["params"]]
+    if not spec:
+        raise ValueError("model has no trainable parameter")
+    return torch.optim.SGD(spec, momentum=momentum)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(
+    model: nn.Module,
+    data,
+    epochs: int = 100,
+    mask_lr: float = 50.0,
+    scale_lr: float = 1e-3,
+    weight_lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    schedule: str = "constant",
+    patience: int | None = None,
+    checkpoint: str | Path | None = None,
+    bf16: bool = False,
+    channels_last: bool = False,
+    eval_samples: int = 0,
+    progress: bool | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> History:
+    """Train ``model`` (masked with :func:`mask_model`, or dense) on ``data`` (:class:`CifarData`).
+
+    ``schedule``: ``"constant"`` or ``"cosine"`` (per epoch, to 0 at ``epochs``). ``patience``:
+    stop after that many epochs without a better validation accuracy (``None``: never).
+    ``checkpoint``: a file written atomically after every epoch; if it exists, training resumes
+    from it. ``eval_samples`` K > 0 also reports the test accuracy of K sampled masks.
+    ``weight_lr`` / ``weight_decay`` apply only to trainable weights (the dense baseline).
+    Returns a :class:`History`; the model ends in eval mode with the best epoch's state.
+    """
+    check_choice("schedule", schedule, SCHEDULES)
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    for name, lr in (("mask_lr", mask_lr), ("scale_lr", scale_lr), ("weight_lr", weight_lr)):
+        if not lr > 0:
+            raise ValueError(f"{name} must be > 0, got {lr}")
+    if patience is not None and patience < 1:
+        raise ValueError(f"patience must be >= 1 or None, got {patience}")
+    device = data.device
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, mask_lr, scale_lr, weight_lr, momentum, weight_decay)
+    cosine = lambda e: 0.5 * (1 + math.cos(math.pi * e / epochs))  # noqa: E731
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine if schedule == "cosine" else (lambda e: 1.0))
+    history, best_state, start = History(), None, 0
+    masked = is_masked(model)
+    checkpoint = Path(checkpoint) if checkpoint else None
+    if checkpoint and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, best_state, start = state["history"], state["best_state"], state["epoch"] + 1
+        torch.set_rng_state(state["rng_cpu"])
+        data.generator.set_state(state["rng_data"].cpu())
+        if device.type == "cuda" and state.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(state["rng_cuda"])
+    if progress is None:
+        progress = not os.environ.get("CI")
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(start, epochs), desc="epochs", disable=not progress, initial=start, total=epochs)
+    previous = deterministic_masks(model) if masked else {}
+    t_start = time.perf_counter() - history.wall_time
+    since_best = 0 if history.best_epoch < 0 else len(history.epochs) - 1 - history.best_epoch
+    for epoch in bar:
+        if patience is not None and since_best >= patience:
+            history.stopped_early = True
+            break
+        t0 = time.perf_counter()
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        count = 0
+        for images, labels in data.train_batches():
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+                logits = model(images)
+                loss = F.cross_entropy(logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(labels)
+            correct += (logits.argmax(1) == labels).sum()
+            count += len(labels)
+        train_loss = float(loss_sum) / count
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(
+                f"training loss became {train_loss} in epoch {epoch}; the last finished epoch is kept in the checkpoint. "
+                "Try a smaller mask_lr / weight_lr, or bf16=False."
+            )
+        lr_now = {g["name"]: g["lr"] for g in optimizer.param_groups}
+        scheduler.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        epoch_time = time.perf_counter() - t0
+        val = evaluate(model, data, "val", bf16=bf16) if len(data.splits["val"]) else {"accuracy": float("nan"), "loss": float("nan")}
+        record = {
+            "epoch": epoch,
+            "loss": train_loss,
+            "train_accuracy": float(correct) / count,
+            "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"],
+            "epoch_time": epoch_time,
+            "lr": lr_now,
+        }
+        if masked:
+            masks = deterministic_masks(model)
+            flips = sum(int((masks[k] != previous[k]).sum()) for k in masks)
+            d = density(model)
+            record.update(density=d.overall, density_per_layer=d.per_layer, flip_rate=flips / d.total, **mask_statistics(model))
+            previous = masks
+        history.epochs.append(record)
+        score = val["accuracy"] if math.isfinite(val["accuracy"]) else record["train_accuracy"]
+        if history.best_epoch < 0 or score > history.best_val_accuracy:
+            history.best_epoch, history.best_val_accuracy, since_best = epoch, score, 0
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            since_best += 1
+        history.wall_time = time.perf_counter() - t_start
+        if checkpoint:
+            _atomic_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "history": history,
+                    "best_state": best_state,
+                    "epoch": epoch,
+                    "rng_cpu": torch.get_rng_state(),
+                    "rng_data": data.generator.get_state(),
+                    "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+                },
+                checkpoint,
+            )
+        bar.set_postfix(
+            loss=f"{train_loss:.3f}", val=f"{val['accuracy']:.3f}", **({"density": f"{record['density']:.3f}"} if masked else {})
+        )
+        if on_epoch is not None:
+            on_epoch(record)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    history.test_accuracy = evaluate(model, data, "test", bf16=bf16)["accuracy"]
+    if masked:
+        history.final_density = density(model).overall
+        history.sampled_test_accuracy = [evaluate(model, data, "test", mask="sample", bf16=bf16)["accuracy"] for _ in range(eval_samples)]
+    history.wall_time = time.perf_counter() - t_start
+    return history
