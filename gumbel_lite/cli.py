@@ -15,12 +15,13 @@ from pathlib import Path
 
 from .config import GRIDS, RunConfig, grid, smoke
 from .data import DatasetError, prepare
+from .masking import METHODS
 from .runner import read_results, run_grid
 
 CHOICES = {
     "dataset": ("cifar10", "cifar100"),
     "network": ("conv2", "conv4", "conv6"),
-    "method": ("aslp", "naive_gumbel", "supermask", "edge_popup", "dense"),
+    "method": METHODS,
     "rescale": ("none", "smart", "dynamic"),
     "schedule": ("constant", "cosine"),
     "pipeline": ("device", "dataloader"),

@@ -23,7 +23,7 @@ from torch.nn.utils import parametrize
 
 from .samplers import SAMPLERS, deterministic_mask
 
-METHODS = ("aslp", "naive_gumbel", "supermask", "edge_popup", "dense")
+METHODS = ("aslp", "aslp_soft", "naive_gumbel", "supermask", "edge_popup", "dense")
 RESCALES = (None, "smart", "dynamic")
 MASK_MODES = ("auto", "deterministic", "sample")
 MASKABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -99,8 +99,9 @@ def mask_model(
 ) -> nn.Module:
     """Turn ``model`` (in place) into a subnetwork search over its frozen random weights.
 
-    ``method``: ``"aslp"`` | ``"naive_gumbel"`` | ``"supermask"`` | ``"edge_popup"`` | ``"dense"``
-    (no mask, weights trained normally). ``rescale``: ``None`` | ``"smart"`` | ``"dynamic"``.
+    ``method``: ``"aslp"`` | ``"aslp_soft"`` (relaxed samples, no straight-through) |
+    ``"naive_gumbel"`` | ``"supermask"`` | ``"edge_popup"`` | ``"dense"`` (no mask, weights
+    trained normally). ``rescale``: ``None`` | ``"smart"`` | ``"dynamic"``.
     ``signed_constant`` replaces each weight by sign(w) · std of its layer. ``tau`` is the
     Gumbel-softmax temperature τ > 0; ``keep_fraction`` ∈ (0, 1] the fraction of weights
     Edge-Popup keeps; ``logit_init`` the initial m̂ (0 → p_sel = 1/2). ``freeze_others`` also

@@ -61,6 +61,15 @@ def aslp(logits: torch.Tensor, tau: float = 1.0, keep_fraction: float = 1.0, noi
     return _StraightThroughConcrete.apply(logits, noise, tau)
 
 
+def aslp_soft(logits: torch.Tensor, tau: float = 1.0, keep_fraction: float = 1.0) -> torch.Tensor:
+    """The relaxed (soft) Binary Concrete sample σ((m̂ + L)/τ) itself, without straight-through hardening.
+
+    For the hard-vs-soft ablation: training sees a continuous mask in (0, 1) while evaluation
+    uses the binary mask m̂ ≥ 0, a train/test mismatch the straight-through estimator avoids.
+    """
+    return torch.sigmoid((logits + logistic_noise(logits)) / tau)
+
+
 def naive_gumbel(logits: torch.Tensor, tau: float = 1.0, keep_fraction: float = 1.0, gumbels: torch.Tensor | None = None) -> torch.Tensor:
     """The naive formulation: STGS on [log σ(m̂), log(1 − σ(m̂))].
 
@@ -114,6 +123,7 @@ def edge_popup(logits: torch.Tensor, tau: float = 1.0, keep_fraction: float = 0.
 
 SAMPLERS: dict[str, Sampler] = {
     "aslp": aslp,
+    "aslp_soft": aslp_soft,
     "naive_gumbel": naive_gumbel,
     "supermask": supermask,
     "edge_popup": edge_popup,
