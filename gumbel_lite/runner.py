@@ -26,7 +26,7 @@ from .data import DATASETS, CifarData
 from .masking import mask_model
 from .train import History, device_name, seed_everything, train
 
-HISTORY_KEYS = ("loss", "train_accuracy", "val_accuracy", "epoch_time", "density", "flip_rate", "mean_p_sel")
+HISTORY_KEYS = ("loss", "train_accuracy", "val_accuracy", "test_accuracy", "epoch_time", "density", "flip_rate", "mean_p_sel")
 
 
 def git_commit() -> str:

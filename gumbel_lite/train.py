@@ -222,6 +222,8 @@ def train(
             "train_accuracy": float(correct) / count,
             "val_loss": val["loss"],
             "val_accuracy": val["accuracy"],
+            # monitored for time-to-accuracy curves only; model selection uses validation
+            "test_accuracy": evaluate(model, data, "test", bf16=bf16)["accuracy"],
             "epoch_time": epoch_time,
             "lr": lr_now,
         }
