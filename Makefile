@@ -10,12 +10,13 @@ TORCH_PIN := $(if $(CI),torch==2.14.1 torchvision==0.29.1,)
 export GUMBEL_LITE_DATA := $(abspath $(or $(GUMBEL_LITE_DATA),.cache/data))
 OFFLINE_DATASETS := ../shared/tools/materialize_datasets.py
 
-.PHONY: book test install data lint unit benchmark clean
+.PHONY: book test install data lint unit notebooks nbval browser benchmark clean
 
 book: install
-	$(BIN)/python -m gumbel_lite --help > /dev/null
+	bash scripts/build_book.sh
 
-test: install data lint unit
+# Every check CI runs: lint, unit tests, notebooks (smoke), nbval, book build, browser test.
+test: install data lint unit notebooks nbval book browser
 
 install: $(STAMP)
 
@@ -38,10 +39,24 @@ data: install
 	fi
 
 lint: install
-	$(BIN)/ruff check gumbel_lite tests scripts
+	$(BIN)/ruff check gumbel_lite tests scripts book
+	$(BIN)/python scripts/notebook_header.py --check
 
 unit: install data
 	$(BIN)/pytest -q
+
+# papermill executes every notebook with SMOKE=True (outputs go to a temp dir).
+notebooks: install data
+	$(BIN)/python scripts/run_notebooks.py
+
+# nbval re-runs the notebooks and compares the cells tagged nbval-check-output.
+nbval: install data
+	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env --nbval-sanitize-with book/nbval_sanitize.cfg book/
+
+# Headless Chromium opens built pages: math typeset offline, figures loaded, screenshots kept.
+browser: book
+	@command -v chromium > /dev/null || (apt-get update -qq && apt-get install -y -qq chromium > /dev/null)
+	$(BIN)/python scripts/browser_check.py
 
 benchmark: install
 	$(BIN)/python scripts/benchmark.py
