@@ -156,6 +156,7 @@ def run(
         bf16=config.bf16,
         channels_last=config.channels_last,
         eval_samples=config.eval_samples,
+        track_test=config.track_test,
         progress=progress,
     )
     record = {

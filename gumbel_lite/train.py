@@ -135,6 +135,7 @@ def train(
     bf16: bool = False,
     channels_last: bool = False,
     eval_samples: int = 0,
+    track_test: bool = True,
     progress: bool | None = None,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> History:
@@ -143,7 +144,9 @@ def train(
     ``schedule``: ``"constant"`` or ``"cosine"`` (per epoch, to 0 at ``epochs``). ``patience``:
     stop after that many epochs without a better validation accuracy (``None``: never).
     ``checkpoint``: a file written atomically after every epoch; if it exists, training resumes
-    from it. ``eval_samples`` K > 0 also reports the test accuracy of K sampled masks.
+    from it. ``eval_samples`` K > 0 also reports the test accuracy of K sampled masks. ``track_test``
+    records the test accuracy after every epoch (for time-to-accuracy curves; never used to
+    select the model).
     ``weight_lr`` / ``weight_decay`` apply only to trainable weights (the dense baseline).
     Returns a :class:`History`; the model ends in eval mode with the best epoch's state.
     """
@@ -223,7 +226,7 @@ def train(
             "val_loss": val["loss"],
             "val_accuracy": val["accuracy"],
             # monitored for time-to-accuracy curves only; model selection uses validation
-            "test_accuracy": evaluate(model, data, "test", bf16=bf16)["accuracy"],
+            "test_accuracy": evaluate(model, data, "test", bf16=bf16)["accuracy"] if track_test else float("nan"),
             "epoch_time": epoch_time,
             "lr": lr_now,
         }
