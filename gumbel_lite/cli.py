@@ -171,9 +171,10 @@ def summary(path: Path) -> int:
                     "label": r["label"],
                     "seed": r["seed"],
                     "smoke": r["smoke"],
-                    "test_accuracy": round(m["test_accuracy"], 4),
+                    "status": r.get("status", "ok"),
+                    "test_accuracy": None if m["test_accuracy"] is None else round(m["test_accuracy"], 4),
                     "density": m["density"],
-                    "epochs": m["epochs_run"],
+                    "epochs": m.get("epochs_run"),
                     "wall_time": round(r["wall_time"], 1),
                 }
             )

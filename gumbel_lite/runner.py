@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import subprocess
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -141,30 +142,40 @@ def run(
     checkpoint = Path(checkpoint_dir) / f"{config.run_id}.pt" if checkpoint_dir else None
     if checkpoint:
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    history = train(
-        net,
-        data,
-        epochs=config.epochs,
-        mask_lr=config.mask_lr,
-        scale_lr=config.scale_lr,
-        weight_lr=config.weight_lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        schedule=config.schedule,
-        patience=config.patience,
-        checkpoint=checkpoint,
-        bf16=config.bf16,
-        channels_last=config.channels_last,
-        eval_samples=config.eval_samples,
-        track_test=config.track_test,
-        progress=progress,
-    )
+    started = time.perf_counter()
+    base = {"run_id": config.run_id, "label": config.label, "config": config.to_dict(), "seed": config.seed, "smoke": config.smoke}
+    try:
+        history = train(
+            net,
+            data,
+            epochs=config.epochs,
+            mask_lr=config.mask_lr,
+            scale_lr=config.scale_lr,
+            weight_lr=config.weight_lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            schedule=config.schedule,
+            patience=config.patience,
+            checkpoint=checkpoint,
+            bf16=config.bf16,
+            channels_last=config.channels_last,
+            eval_samples=config.eval_samples,
+            track_test=config.track_test,
+            progress=progress,
+        )
+    except FloatingPointError as error:  # a diverged run is a result too: record it, don't retry it
+        return {
+            **base,
+            "status": "diverged",
+            "error": str(error),
+            "metrics": {"test_accuracy": None, "density": None},
+            "history": {},
+            "wall_time": time.perf_counter() - started,
+            **provenance(device),
+        }
     record = {
-        "run_id": config.run_id,
-        "label": config.label,
-        "config": config.to_dict(),
-        "seed": config.seed,
-        "smoke": config.smoke,
+        **base,
+        "status": "ok",
         "metrics": {
             "test_accuracy": history.test_accuracy,
             "best_val_accuracy": history.best_val_accuracy,
@@ -217,6 +228,9 @@ def run_grid(
         append_jsonl(out, record)
         (checkpoint_dir / f"{config.run_id}.pt").unlink(missing_ok=True)
         new.append(record)
+        if record["status"] != "ok":
+            log(f"[{len(new)}/{len(todo)}] {config.label} seed {config.seed}: {record['status']}: {record['error']}")
+            return
         log(
             f"[{len(new)}/{len(todo)}] {config.label} seed {config.seed}: test {record['metrics']['test_accuracy']:.4f}, "
             f"density {record['metrics']['density']:.3f}, {record['wall_time']:.0f}s"

@@ -113,3 +113,19 @@ def test_cosine_schedule_decays_the_mask_learning_rate(synthetic_root):
     history = gl.train(net, data, epochs=4, mask_lr=100, schedule="cosine", progress=False)
     lrs = [e["lr"]["mask_logits"] for e in history.epochs]
     assert lrs[0] == 100 and lrs == sorted(lrs, reverse=True) and lrs[-1] < 50
+
+
+def test_a_diverged_run_is_recorded_and_the_grid_goes_on(synthetic_root, tmp_path):
+    from gumbel_lite.config import RunConfig
+    from gumbel_lite.runner import run_grid
+
+    base = dict(network="conv2", per_class=20, test_per_class=10, epochs=1, batch_size=50, track_test=False)
+    diverging = RunConfig(**base, method="naive_gumbel", mask_lr=1e9)  # m̂ overflows σ: log(0) in the naive form
+    fine = RunConfig(**base, method="aslp", mask_lr=1e9)  # same learning rate, ASLP stays finite
+    out = tmp_path / "r.jsonl"
+    run_grid([diverging, fine], out, data_root=synthetic_root, device="cpu", progress=False, log=lambda _: None)
+    records = {r["run_id"]: r for r in gl.read_results(out)}
+    assert records[diverging.run_id]["status"] == "diverged"
+    assert "training loss became nan" in records[diverging.run_id]["error"]
+    assert records[fine.run_id]["status"] == "ok"
+    assert run_grid([diverging, fine], out, data_root=synthetic_root, device="cpu", log=lambda _: None) == []
