@@ -31,7 +31,7 @@ from .masking import (
 )
 from .runner import append_jsonl, read_results, run, run_grid
 from .samplers import SAMPLERS
-from .train import History, default_device, evaluate, seed_everything, train
+from .train import History, default_device, device_name, evaluate, seed_everything, train
 
 __version__ = "0.1.0"
 
@@ -48,6 +48,7 @@ __all__ = [
     "SAMPLERS",
     "append_jsonl",
     "default_device",
+    "device_name",
     "density",
     "deterministic_masks",
     "evaluate",

@@ -67,6 +67,7 @@ def seed_everything(seed: int = 0) -> None:
 
 
 def device_name(device: torch.device | str) -> str:
+    """A readable name of the device: the GPU model, "Apple MPS", or the CPU and its thread count."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -96,6 +97,19 @@ def evaluate(model: nn.Module, data, split: str = "test", mask: str = "determini
     if count == 0:
         return {"loss": float("nan"), "accuracy": float("nan")}
     return {"loss": float(loss_sum) / count, "accuracy": float(correct) / count}
+
+
+class _Quiet:
+    """Stands in for a tqdm bar when progress is off (no tqdm import, no widget warnings)."""
+
+    def __init__(self, iterable) -> None:
+        self.iterable = iterable
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def set_postfix(self, **kwargs) -> None:
+        pass
 
 
 def make_optimizer(
@@ -180,9 +194,12 @@ def train(
             torch.cuda.set_rng_state(state["rng_cuda"])
     if progress is None:
         progress = not os.environ.get("CI")
-    from tqdm.auto import tqdm
+    if progress:
+        from tqdm.auto import tqdm
 
-    bar = tqdm(range(start, epochs), desc="epochs", disable=not progress, initial=start, total=epochs)
+        bar = tqdm(range(start, epochs), desc="epochs", initial=start, total=epochs)
+    else:
+        bar = _Quiet(range(start, epochs))
     previous = deterministic_masks(model) if masked else {}
     t_start = time.perf_counter() - history.wall_time
     since_best = 0 if history.best_epoch < 0 else len(history.epochs) - 1 - history.best_epoch
