@@ -10,13 +10,13 @@ TORCH_PIN := $(if $(CI),torch==2.14.1 torchvision==0.29.1,)
 export GUMBEL_LITE_DATA := $(abspath $(or $(GUMBEL_LITE_DATA),.cache/data))
 OFFLINE_DATASETS := ../shared/tools/materialize_datasets.py
 
-.PHONY: book test install data lint unit notebooks nbval browser benchmark clean
+.PHONY: book test install data lint unit notebooks nbval students browser benchmark clean
 
 book: install
 	bash scripts/build_book.sh
 
 # Every check CI runs: lint, unit tests, notebooks (smoke), nbval, book build, browser test.
-test: install data lint unit notebooks nbval book browser
+test: install data lint unit notebooks nbval students book browser
 
 install: $(STAMP)
 
@@ -52,6 +52,10 @@ notebooks: install data
 # nbval re-runs the notebooks and compares the cells tagged nbval-check-output.
 nbval: install data
 	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env --nbval-sanitize-with book/nbval_sanitize.cfg book/
+
+# Student copies (solutions removed) are generated and each is executed in smoke mode.
+students: install data
+	$(BIN)/python scripts/make_student_notebooks.py --check
 
 # Headless Chromium opens built pages: math typeset offline, figures loaded, screenshots kept.
 browser: book

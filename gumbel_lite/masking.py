@@ -124,7 +124,8 @@ def mask_model(
             raise ValueError(f"{layer} is already masked; build a fresh model to mask it again")
         if signed_constant:
             with torch.no_grad():
-                layer.weight.copy_(layer.weight.sign() * layer.weight.std())
+                # sign(0) would be 0: an exactly-zero weight counts as positive
+                layer.weight.copy_(torch.where(layer.weight >= 0, 1.0, -1.0) * layer.weight.std())
         if method == "dense":
             continue
         layer.weight.requires_grad_(False)

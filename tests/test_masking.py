@@ -70,6 +70,15 @@ def test_signed_constant_weights():
     torch.testing.assert_close(w.abs(), torch.full_like(w, std))
 
 
+def test_signed_constant_gives_an_exact_zero_weight_a_sign():
+    net = tiny_net()
+    with torch.no_grad():
+        net[0].weight[0, 0, 0, 0] = 0.0
+    gl.mask_model(net, signed_constant=True)
+    w = net[0].parametrizations.weight.original
+    assert w[0, 0, 0, 0] > 0 and (w != 0).all()
+
+
 def test_density_global_and_per_layer():
     net = gl.mask_model(tiny_net(), method="aslp")
     with torch.no_grad():
