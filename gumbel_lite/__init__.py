@@ -12,8 +12,8 @@ Gumbel-Softmax" (ICIP 2022)::
     gl.density(net)                  # global and per-layer kept fraction
 """
 
-from . import models, samplers
-from .config import GRIDS, RunConfig, grid
+from . import models, results, samplers
+from .config import GRIDS, RunConfig, grid, smoke
 from .data import CifarData, DatasetError, load_split, prepare
 from .export import export_compact, extract, load_compact, to_pruned
 from .masking import (
@@ -69,6 +69,8 @@ __all__ = [
     "run_grid",
     "samplers",
     "seed_everything",
+    "smoke",
+    "results",
     "to_pruned",
     "train",
 ]

@@ -104,9 +104,17 @@ class RunConfig:
         return cls(**d)
 
 
-def smoke(config: RunConfig) -> RunConfig:
+def smoke(config: RunConfig, per_class: int = 20) -> RunConfig:
     """A seconds-long version of ``config`` for CI, flagged ``smoke=True`` so it is never mistaken for a real run."""
-    return replace(config, epochs=1, per_class=20, test_per_class=20, batch_size=64, eval_samples=min(config.eval_samples, 1), smoke=True)
+    return replace(
+        config,
+        epochs=1,
+        per_class=per_class,
+        test_per_class=per_class,
+        batch_size=64,
+        eval_samples=min(config.eval_samples, 1),
+        smoke=True,
+    )
 
 
 def paper_rescale(method: str) -> str:

@@ -1,0 +1,106 @@
+"""Reading results files for figures and tables: smoke runs are never shown as results.
+
+Results are JSON lines written by :func:`gumbel_lite.run_grid`. :func:`load_results` drops runs
+flagged ``smoke`` (seconds-long code checks) unless asked for them; :func:`provenance` and
+:func:`stamp` put where, when and with what the runs were made under every figure. pandas and
+matplotlib are imported only when these functions are called (they are book dependencies).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import RunConfig
+from .runner import read_results
+
+
+def load_results(path: str | Path, smoke: bool = False) -> list[dict]:
+    """The runs of one results file. Smoke runs are dropped (with a printed note) unless ``smoke``."""
+    path = Path(path)
+    if not path.exists():
+        print(f"{path}: no such file (not run yet)")
+        return []
+    records = read_results(path)
+    if smoke:
+        print(f"SMOKE MODE: {len(records)} seconds-long run(s) from {path.name}.")
+        print("They test the code of this chapter; their numbers mean nothing.")
+        return records
+    flagged = [r for r in records if r.get("smoke")]
+    if flagged:
+        print(f"Ignored {len(flagged)} smoke run(s) in {path.name}: never shown.")
+    return [r for r in records if not r.get("smoke")]
+
+
+def results_frame(records: list[dict]):
+    """A pandas DataFrame, one row per run: config, status, test/val accuracy in %, density, history.
+
+    A diverged run (status ``"diverged"``: its loss became NaN) has NaN metrics and no history.
+    """
+    import pandas as pd
+
+    def number(value, scale=1.0):
+        return float("nan") if value is None else scale * value
+
+    rows = []
+    for r in records:
+        m = r["metrics"]
+        rows.append(
+            {
+                **r["config"],
+                "rescale": r["config"]["rescale"] or "none",
+                "status": r.get("status", "ok"),
+                "test_acc": number(m.get("test_accuracy"), 100),
+                "val_acc": number(m.get("best_val_accuracy"), 100),
+                "density": number(m.get("density")),
+                "history": r.get("history") or {},
+                "wall_time": r["wall_time"],
+                "label": r["label"],
+            }
+        )
+    columns = [*RunConfig().to_dict(), "status", "test_acc", "val_acc", "density", "history", "wall_time", "label"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def mean_std(frame, by, value: str = "test_acc"):
+    """Mean, standard deviation and number of runs of ``value`` in each group of ``by``."""
+    stats = frame.groupby(by, dropna=False, sort=False)[value]
+    return stats.agg(mean="mean", std="std", n="count").reset_index()
+
+
+def provenance(records: list[dict]) -> str:
+    """Where, when and with what the runs were made, in one line."""
+    if not records:
+        return "no runs"
+
+    def joined(values) -> str:
+        return ", ".join(sorted({str(v) for v in values}))
+
+    commits = joined(r["git_commit"][:7] + "+dirty" * r["git_commit"].endswith("+dirty") for r in records)
+    finished = sorted(r["finished_at"][:16].replace("T", " ") for r in records)
+    smoke = "SMOKE RUNS, NOT RESULTS · " if any(r.get("smoke") for r in records) else ""
+    diverged = sum(r.get("status", "ok") == "diverged" for r in records)
+    count = f"{len(records)} runs" + (f" ({diverged} diverged)" if diverged else "")
+    return (
+        f"{smoke}{count} · seeds {joined(r['seed'] for r in records)} · {joined(r['device_name'] for r in records)} · "
+        f"torch {joined(r['torch'] for r in records)} · commit {commits} · finished {finished[0]} to {finished[-1]} UTC"
+    )
+
+
+def stamp(fig, records: list[dict], note: str | None = None) -> None:
+    """Write the provenance of ``records`` (after ``note``) under a figure; watermark smoke runs."""
+    text = provenance(records) if note is None else f"{note}\nours: {provenance(records)}"
+    fig.tight_layout()
+    fig.text(0.5, 0, text, ha="center", va="top", fontsize=7, color="dimgray")
+    if any(r.get("smoke") for r in records):
+        fig.text(
+            0.5,
+            0.5,
+            "SMOKE RUNS — NOT RESULTS",
+            ha="center",
+            va="center",
+            fontsize=26,
+            color="red",
+            alpha=0.35,
+            rotation=15,
+            transform=fig.transFigure,
+        )
