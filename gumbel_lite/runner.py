@@ -221,6 +221,10 @@ def run_grid(
     todo = [c for c in dict.fromkeys(configs) if c.run_id not in done]
     log(f"{len(configs) - len(todo)} of {len(configs)} runs already in {out}; {len(todo)} to run")
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else Path(out).with_suffix(".checkpoints")
+    if device is None and todo:
+        from .train import default_device
+
+        device = default_device()  # chosen (and its hint printed) once for the whole grid
     kwargs = dict(data_root=data_root, device=str(device) if device is not None else None, checkpoint_dir=checkpoint_dir, download=download)
     new = []
 
