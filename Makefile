@@ -9,6 +9,8 @@ TORCH_PIN := $(if $(CI),torch==2.14.1 torchvision==0.29.1,)
 # Prepared CIFAR cache: $GUMBEL_LITE_DATA if set, else a git-ignored folder.
 export GUMBEL_LITE_DATA := $(abspath $(or $(GUMBEL_LITE_DATA),.cache/data))
 OFFLINE_DATASETS := ../shared/tools/materialize_datasets.py
+# Debian/Ubuntu packages (Chromium for the browser check) need root.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: book test install data lint unit notebooks nbval students browser benchmark clean
 
@@ -59,7 +61,7 @@ students: install data
 
 # Headless Chromium opens built pages: math typeset offline, figures loaded, screenshots kept.
 browser: book
-	@command -v chromium > /dev/null || (apt-get update -qq && apt-get install -y -qq chromium > /dev/null)
+	@command -v chromium > /dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium > /dev/null)
 	$(BIN)/python scripts/browser_check.py
 
 benchmark: install
