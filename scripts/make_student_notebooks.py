@@ -125,7 +125,7 @@ def write_students(notebooks: list[Path], out_dir: Path) -> list[Path]:
 
 def check(written: list[Path], timeout: int | None) -> list[str]:
     """Verify and execute every student notebook (SMOKE=True, cwd book/); return failures."""
-    import papermill
+    from run_notebooks import run  # scripts/ is on sys.path when this script runs
 
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     failures = []
@@ -140,15 +140,7 @@ def check(written: list[Path], timeout: int | None) -> list[str]:
             failures.append(path.name)
             continue
         try:
-            papermill.execute_notebook(
-                str(path),
-                str(executed / path.name),
-                parameters={"SMOKE": True},
-                kernel_name="python3",
-                cwd=str(BOOK),
-                progress_bar=False,
-                execution_timeout=timeout,
-            )
+            run(path, executed, real=False, timeout=timeout)  # the same smoke run as the book's notebooks
         except Exception as error:  # papermill names the failing cell
             print(f" FAILED after {time.perf_counter() - start:.1f} s")
             print(f"\n===== students/{path.name} failed =====\n{error}\n", file=sys.stderr)
