@@ -13,7 +13,7 @@ Gumbel-Softmax" (ICIP 2022)::
 """
 
 from . import models, results, samplers
-from .config import GRIDS, RunConfig, grid, smoke
+from .config import GRIDS, RunConfig, grid, paper_cell, paper_cells, smoke
 from .data import CifarData, DatasetError, load_split, prepare
 from .export import export_compact, extract, load_compact, to_pruned
 from .masking import (
@@ -31,7 +31,7 @@ from .masking import (
 )
 from .runner import append_jsonl, read_results, run, run_grid
 from .samplers import SAMPLERS
-from .train import History, default_device, device_name, evaluate, seed_everything, train
+from .train import History, default_device, device_name, evaluate, native_bf16, resolve_fast_path, seed_everything, train
 
 __version__ = "0.1.0"
 
@@ -62,9 +62,13 @@ __all__ = [
     "mask_statistics",
     "masked_layers",
     "models",
+    "native_bf16",
+    "paper_cell",
+    "paper_cells",
     "parameter_groups",
     "prepare",
     "read_results",
+    "resolve_fast_path",
     "run",
     "run_grid",
     "samplers",

@@ -25,7 +25,11 @@ CHOICES = {
     "rescale": ("none", "smart", "dynamic"),
     "schedule": ("constant", "cosine"),
     "pipeline": ("device", "dataloader"),
+    "signed_constant_layers": ("all", "conv"),
 }
+# bf16 autocast and channels_last: "auto" (on where the device computes in bf16 natively), on, off
+SWITCHES = {"bf16", "channels_last"}
+SWITCH_VALUES = {"auto": "auto", "on": True, "off": False}
 
 
 def _optional(kind):
@@ -45,7 +49,9 @@ def add_config_flags(parser: argparse.ArgumentParser, defaults: bool = True) -> 
         flag = "--" + f.name.replace("_", "-")
         default = f.default if defaults else None
         hint = hints[f.name]
-        if hint is bool:
+        if f.name in SWITCHES:
+            parser.add_argument(flag, choices=tuple(SWITCH_VALUES), default="auto" if defaults else None)
+        elif hint is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
         elif f.name in CHOICES:
             parser.add_argument(flag, choices=CHOICES[f.name], default=default)
@@ -62,6 +68,8 @@ def config_from_args(args: argparse.Namespace, skip_unset: bool = False) -> dict
         value = getattr(args, f.name)
         if skip_unset and value is None:
             continue
+        if f.name in SWITCHES:
+            value = SWITCH_VALUES[value]
         values[f.name] = None if f.name == "rescale" and value == "none" else value
     return values
 
@@ -86,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     add_run_flags(p_train)
     p_grid = sub.add_parser("grid", help="a named grid of runs", description="Run a named grid; finished runs are skipped.")
     p_grid.add_argument("name", choices=sorted(GRIDS))
-    p_grid.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
+    p_grid.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2 (default: the grid's own, 0 for most)")
     p_grid.add_argument("--jobs", type=int, default=1, help="runs at once (processes sharing the device)")
     p_grid.add_argument("--dry-run", action="store_true", help="list the runs and exit")
     overrides = p_grid.add_argument_group("overrides applied to every run of the grid")
@@ -120,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             jobs = 1
         else:
             try:
-                seeds = [int(s) for s in args.seeds.split(",")]
+                seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
             except ValueError:
                 parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
             over = config_from_args(args, skip_unset=True)

@@ -11,8 +11,10 @@ On a machine with internet, ``download=True`` lets torchvision fetch the dataset
 defaults to ``$GUMBEL_LITE_DATA`` or ``data/``.
 
 Pipelines: ``"device"`` (the fast path) keeps the whole uint8 dataset on the device and does
-random crop (pad 4), horizontal flip and normalisation there as a few tensor ops per batch;
-``"dataloader"`` is the standard torchvision ``DataLoader`` with CPU transforms.
+random crop (pad 4), horizontal flip and scaling there as a few tensor ops per batch;
+``"dataloader"`` is the standard torchvision ``DataLoader`` with CPU transforms. Images are
+standardised with the dataset's channel mean and std (``normalize=True``) or only scaled to
+[0, 1] (``normalize=False``, torchvision's bare ``ToTensor()``).
 """
 
 from __future__ import annotations
@@ -189,7 +191,8 @@ class CifarData:
     ``train_batches()`` yields augmented, normalised float batches (augmentation only when
     ``augment``); ``eval_batches(split)`` yields un-augmented batches of ``"train"``, ``"val"``
     or ``"test"``. ``per_class`` keeps n training images per class (CPU demos); ``test_per_class``
-    does the same for the test set.
+    does the same for the test set. ``normalize=False`` scales pixels to [0, 1] without
+    standardising them (the authors' pipeline when they do not augment).
     """
 
     def __init__(
@@ -206,6 +209,7 @@ class CifarData:
         pipeline: str = "device",
         download: bool = False,
         num_workers: int = 2,
+        normalize: bool = True,
     ) -> None:
         check_choice("dataset", name, tuple(DATASETS))
         check_choice("pipeline", pipeline, PIPELINES)
@@ -230,7 +234,8 @@ class CifarData:
             "val": self._to_device(train, np.sort(order[:n_val])),
             "test": self._to_device(test, test_idx),
         }
-        mean, std = MEAN_STD[name]
+        self.standardize = normalize
+        mean, std = MEAN_STD[name] if normalize else ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1) * 255
         self.generator = torch.Generator(device=self.device)
@@ -244,7 +249,7 @@ class CifarData:
         return Split(images, labels)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 NCHW → float, standardised with the dataset's channel statistics."""
+        """uint8 NCHW → float, standardised with the dataset's channel statistics (or scaled to [0, 1])."""
         return (images.float() - self.mean) / self.std
 
     def train_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -287,7 +292,8 @@ class CifarData:
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={len(v):,}" for k, v in self.splits.items())
-        return f"CifarData({self.name}, {sizes}, augment={self.augment}, pipeline={self.pipeline}, device={self.device})"
+        options = f"augment={self.augment}, normalize={self.standardize}, pipeline={self.pipeline}, device={self.device}"
+        return f"CifarData({self.name}, {sizes}, {options})"
 
 
 class _TransformDataset(torch.utils.data.Dataset):

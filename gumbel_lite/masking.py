@@ -27,6 +27,7 @@ METHODS = ("aslp", "aslp_soft", "naive_gumbel", "supermask", "edge_popup", "dens
 RESCALES = (None, "smart", "dynamic")
 MASK_MODES = ("auto", "deterministic", "sample")
 MASKABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+SIGNED_CONSTANT_LAYERS = ("all", "conv")
 
 
 def check_choice(name: str, value, choices) -> None:
@@ -73,11 +74,16 @@ class MaskedWeight(nn.Module):
         return deterministic_mask(self.method, self.mask_logits, self.keep_fraction)
 
     def multiplier(self, mask: torch.Tensor) -> torch.Tensor:
-        """s_l ⊙ m: the mask times its rescaling (Smart: learned s_l; dynamic: numel / Σm)."""
+        """s_l ⊙ m: the mask times its rescaling (Smart: learned s_l; dynamic: numel / Σm).
+
+        Dynamic rescale back-propagates through Σm, as Supermask's and the authors' code do
+        (``mask * numel / mask.sum()`` inside autograd): each logit also feels how its
+        mask value changes the layer's scale.
+        """
         if self.rescale == "smart":
             return mask * self.scale
-        if self.rescale == "dynamic":  # Supermask's rescale, a normalising constant: no gradient
-            return mask * (mask.numel() / mask.detach().sum().clamp_min(1.0))
+        if self.rescale == "dynamic":
+            return mask * (mask.numel() / mask.sum().clamp_min(1.0))
         return mask
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
@@ -96,13 +102,16 @@ def mask_model(
     keep_fraction: float = 0.5,
     logit_init: float = 0.0,
     freeze_others: bool = True,
+    signed_constant_layers: str = "all",
 ) -> nn.Module:
     """Turn ``model`` (in place) into a subnetwork search over its frozen random weights.
 
     ``method``: ``"aslp"`` | ``"aslp_soft"`` (relaxed samples, no straight-through) |
     ``"naive_gumbel"`` | ``"supermask"`` | ``"edge_popup"`` | ``"dense"`` (no mask, weights
     trained normally). ``rescale``: ``None`` | ``"smart"`` | ``"dynamic"``.
-    ``signed_constant`` replaces each weight by sign(w) · std of its layer. ``tau`` is the
+    ``signed_constant`` replaces each weight by sign(w) · std of its layer, in every masked
+    layer (``signed_constant_layers="all"``) or in the convolutions only (``"conv"``, as the
+    authors' code does: its Linear layers keep their random weights). ``tau`` is the
     Gumbel-softmax temperature τ > 0; ``keep_fraction`` ∈ (0, 1] the fraction of weights
     Edge-Popup keeps; ``logit_init`` the initial m̂ (0 → p_sel = 1/2). ``freeze_others`` also
     freezes every other parameter (e.g. batch-norm affine terms of a ResNet), so that only mask
@@ -116,13 +125,14 @@ def mask_model(
         raise ValueError(f"keep_fraction must be in (0, 1], got {keep_fraction}")
     if method == "dense" and rescale is not None:
         raise ValueError("method 'dense' trains the weights themselves; use rescale=None")
+    check_choice("signed_constant_layers", signed_constant_layers, SIGNED_CONSTANT_LAYERS)
     layers = [m for m in model.modules() if isinstance(m, MASKABLE)]
     if not layers:
         raise ValueError("model has no Conv or Linear layer to mask")
     for layer in layers:
         if parametrize.is_parametrized(layer, "weight"):
             raise ValueError(f"{layer} is already masked; build a fresh model to mask it again")
-        if signed_constant:
+        if signed_constant and (signed_constant_layers == "all" or not isinstance(layer, nn.Linear)):
             with torch.no_grad():
                 # sign(0) would be 0: an exactly-zero weight counts as positive
                 layer.weight.copy_(torch.where(layer.weight >= 0, 1.0, -1.0) * layer.weight.std())

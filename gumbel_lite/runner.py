@@ -91,12 +91,13 @@ def read_results(path: str | Path) -> list[dict]:
 def build_model(config: RunConfig) -> torch.nn.Module:
     """The network of ``config``, masked as it says (seeded by ``config.seed``)."""
     seed_everything(config.seed)
-    net = models.build(config.network, DATASETS[config.dataset])
+    net = models.build(config.network, DATASETS[config.dataset], bias=config.bias)
     return mask_model(
         net,
         method=config.method,
         rescale=config.rescale,
         signed_constant=config.signed_constant,
+        signed_constant_layers=config.signed_constant_layers,
         tau=config.tau,
         keep_fraction=config.keep_fraction,
         logit_init=config.logit_init,
@@ -137,6 +138,7 @@ def run(
         config.test_per_class,
         config.pipeline,
         download,
+        normalize=config.normalize,
     )
     net = build_model(config)
     checkpoint = Path(checkpoint_dir) / f"{config.run_id}.pt" if checkpoint_dir else None
@@ -183,19 +185,32 @@ def run(
             "epochs_run": len(history.epochs),
             "density": history.final_density,
             "sampled_test_accuracy": history.sampled_test_accuracy,
+            "sampled_test_accuracy_mean": (
+                sum(history.sampled_test_accuracy) / len(history.sampled_test_accuracy) if history.sampled_test_accuracy else None
+            ),
             "stopped_early": history.stopped_early,
             "train_images": len(data.splits["train"]),
             "test_images": len(data.splits["test"]),
         },
         "history": history_summary(history),
+        "precision": {"bf16": history.bf16, "channels_last": history.channels_last},
         "wall_time": history.wall_time,
         **provenance(device),
     }
     return record
 
 
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def _run_in_worker(config_dict: dict, kwargs: dict) -> dict:
-    torch.set_num_threads(max(1, torch.get_num_threads() // max(1, kwargs.pop("jobs", 1))))
+    threads = kwargs.pop("threads")
+    torch.set_num_threads(threads)
     return run(RunConfig.from_dict(config_dict), **kwargs)
 
 
@@ -247,7 +262,9 @@ def run_grid(
     import multiprocessing
 
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_in_worker, c.to_dict(), {**kwargs, "progress": False, "jobs": jobs}): c for c in todo}
+        # on a CPU each worker gets its share of the cores (never more threads than cores in all)
+        threads = max(1, min(torch.get_num_threads(), available_cores()) // jobs)
+        futures = {pool.submit(_run_in_worker, c.to_dict(), {**kwargs, "progress": False, "threads": threads}): c for c in todo}
         for future in as_completed(futures):
             finish(futures[future], future.result())
     return new

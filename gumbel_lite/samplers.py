@@ -95,6 +95,8 @@ def supermask(logits: torch.Tensor, tau: float = 1.0, keep_fraction: float = 1.0
 
 
 class _TopKStraightThrough(torch.autograd.Function):
+    """Top-k of the (already non-negative) scores forward; the gradient passes straight through."""
+
     @staticmethod
     def forward(ctx, scores: torch.Tensor, keep_fraction: float) -> torch.Tensor:
         return top_k_mask(scores, keep_fraction)
@@ -115,10 +117,13 @@ def top_k_mask(scores: torch.Tensor, keep_fraction: float) -> torch.Tensor:
 def edge_popup(logits: torch.Tensor, tau: float = 1.0, keep_fraction: float = 0.5) -> torch.Tensor:
     """Edge-Popup (Ramanujan et al. 2020): keep the top ``keep_fraction`` of |score| per layer.
 
-    The gradient passes straight through to the scores. ``keep_fraction`` is the fraction of
-    weights KEPT (0.3 keeps 30 % and prunes 70 %).
+    As in the reference code (allenai/hidden-networks, ``GetSubnet.apply(self.scores.abs(), k)``),
+    |s| is taken inside autograd and the top-k passes the gradient straight through to |s|, so
+    the score receives ∂L/∂s = g · sign(s): a negative score moves in the same direction
+    relative to zero as a positive one. ``keep_fraction`` is the fraction of weights KEPT
+    (0.3 keeps 30 % and prunes 70 %).
     """
-    return _TopKStraightThrough.apply(logits, keep_fraction)
+    return _TopKStraightThrough.apply(logits.abs(), keep_fraction)
 
 
 SAMPLERS: dict[str, Sampler] = {

@@ -36,6 +36,8 @@ class History:
     final_density: float = float("nan")
     stopped_early: bool = False
     wall_time: float = 0.0
+    bf16: bool = False
+    channels_last: bool = False
 
     def column(self, key: str) -> list:
         """One per-epoch quantity as a list, e.g. ``history.column("val_accuracy")``."""
@@ -76,6 +78,36 @@ def device_name(device: torch.device | str) -> str:
     import platform
 
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: CUDA, or a CPU with AVX-512 BF16 / AMX (or Arm BF16)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        check = getattr(torch.cpu, probe, None)
+        if check is not None and check():
+            return True
+    try:  # Arm CPUs report the bf16 extension in their feature flags
+        with open("/proc/cpuinfo") as f:
+            return any(line.split(":")[0].strip() in ("Features", "flags") and " bf16" in line for line in f)
+    except OSError:
+        return False
+
+
+def resolve_fast_path(device: torch.device | str, bf16: bool | str = "auto", channels_last: bool | str = "auto") -> tuple[bool, bool]:
+    """Resolve ``"auto"`` for bf16 autocast and channels_last: on where the device has native bf16, else off.
+
+    Explicit ``True`` / ``False`` win. Returns ``(bf16, channels_last)`` as booleans.
+    """
+    for name, value in (("bf16", bf16), ("channels_last", channels_last)):
+        if not (isinstance(value, bool) or value == "auto"):
+            raise ValueError(f"{name} must be 'auto', True or False, got {value!r}")
+    fast = native_bf16(device)
+    return (fast if bf16 == "auto" else bool(bf16)), (fast if channels_last == "auto" else bool(channels_last))
 
 
 @torch.no_grad()
@@ -146,8 +178,8 @@ def train(
     schedule: str = "constant",
     patience: int | None = None,
     checkpoint: str | Path | None = None,
-    bf16: bool = False,
-    channels_last: bool = False,
+    bf16: bool | str = "auto",
+    channels_last: bool | str = "auto",
     eval_samples: int = 0,
     track_test: bool = True,
     progress: bool | None = None,
@@ -162,6 +194,9 @@ def train(
     records the test accuracy after every epoch (for time-to-accuracy curves; never used to
     select the model).
     ``weight_lr`` / ``weight_decay`` apply only to trainable weights (the dense baseline).
+    ``bf16`` (autocast) and ``channels_last``: ``"auto"`` turns them on where the device computes
+    in bf16 natively (CUDA, recent x86 and Arm CPUs) and off elsewhere; the values used are
+    stored in the history.
     Returns a :class:`History`; the model ends in eval mode with the best epoch's state.
     """
     check_choice("schedule", schedule, SCHEDULES)
@@ -173,6 +208,7 @@ def train(
     if patience is not None and patience < 1:
         raise ValueError(f"patience must be >= 1 or None, got {patience}")
     device = data.device
+    bf16, channels_last = resolve_fast_path(device, bf16, channels_last)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -188,6 +224,7 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, best_state, start = state["history"], state["best_state"], state["epoch"] + 1
+        bf16, channels_last = history.bf16, history.channels_last  # a resumed run keeps its precision
         torch.set_rng_state(state["rng_cpu"])
         data.generator.set_state(state["rng_data"].cpu())
         if device.type == "cuda" and state.get("rng_cuda") is not None:
@@ -200,6 +237,7 @@ def train(
         bar = tqdm(range(start, epochs), desc="epochs", initial=start, total=epochs)
     else:
         bar = _Quiet(range(start, epochs))
+    history.bf16, history.channels_last = bf16, channels_last
     previous = deterministic_masks(model) if masked else {}
     t_start = time.perf_counter() - history.wall_time
     since_best = 0 if history.best_epoch < 0 else len(history.epochs) - 1 - history.best_epoch

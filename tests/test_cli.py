@@ -47,6 +47,10 @@ def test_short_conv2_run_beats_chance_by_a_wide_margin(cifar_root, tmp_path):
         128,
         "--schedule",
         "constant",
+        "--bf16",  # fp32 everywhere ("auto" depends on the CPU), so the margin is the same on every machine
+        "off",
+        "--channels-last",
+        "off",
         "--device",
         "cpu",
         "--data-root",
@@ -144,5 +148,24 @@ def test_missing_dataset_is_a_clear_error_and_keeps_results(tmp_path):
 def test_grids_are_listed_and_dry_run_counts_the_paper_grid():
     assert "paper-cifar10" in cli("grids").stdout
     lines = cli("grid", "paper-cifar10", "--dry-run", "--seeds", "0,1").stdout.strip().splitlines()
-    assert len(lines) == 72
-    assert len({line.split()[0] for line in lines}) == 72  # every run has its own id
+    # 36 published cells per seed; the authors' Edge-Popup ignores rescale, so its ± rescale pairs are one run
+    assert len(lines) == 66
+    assert len({line.split()[0] for line in lines}) == 66  # every run has its own id
+
+
+def test_paper_grids_follow_the_authors_protocol():
+    import gumbel_lite as gl
+
+    cells = gl.grid("paper-cifar10")
+    assert all(c.bias and c.signed_constant_layers == "conv" for c in cells)
+    assert all(c.normalize == c.augment for c in cells)  # bare ToTensor() without augmentation
+    assert all((c.eval_samples == 10) == (c.method == "supermask") for c in cells)
+    assert all(c.rescale is None for c in cells if c.method == "edge_popup")
+    assert {c.rescale for c in cells if c.method == "supermask"} == {None, "dynamic"}
+    assert (cells[0].epochs, cells[0].schedule) == (100, "cosine")
+    authors = gl.grid("authors-cifar100")
+    assert {(c.epochs, c.schedule, c.patience) for c in authors} == {(1000, "constant", 100)}
+    assert [c.network for c in authors] == ["conv2", "conv2", "conv4", "conv4", "conv6", "conv6"]
+    # every published cell maps onto a run of the grid
+    for row in gl.paper_cells("cifar10"):
+        assert gl.paper_cell(**row) in cells

@@ -82,6 +82,18 @@ def test_batches_are_normalised_and_cover_the_split(synthetic_root):
     assert abs(images.mean().item()) < 3
 
 
+def test_unnormalised_batches_are_pixels_in_the_unit_interval(synthetic_root):
+    """The authors' pipeline without augmentation is bare ToTensor(): pixels / 255, no standardisation."""
+    plain = gl.CifarData(root=synthetic_root, normalize=False)
+    standard = gl.CifarData(root=synthetic_root)
+    images, _ = next(plain.eval_batches("test"))
+    raw = plain.splits["test"].images[: len(images)]
+    torch.testing.assert_close(images, raw.float() / 255)
+    mean, std = gl.data.MEAN_STD["cifar10"]
+    expected = (images - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    torch.testing.assert_close(next(standard.eval_batches("test"))[0], expected, rtol=1e-4, atol=1e-4)
+
+
 def test_random_crop_flip_is_a_shifted_or_flipped_window():
     torch.manual_seed(0)
     images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)

@@ -62,6 +62,52 @@ def test_dynamic_rescale_multiplies_by_numel_over_kept():
     torch.testing.assert_close(net[0].weight, expected)
 
 
+def test_dynamic_rescale_backpropagates_through_the_kept_count():
+    """Supermask's reference code computes numel / Σm inside autograd: each logit also moves the scale."""
+    torch.manual_seed(0)
+    net = gl.mask_model(tiny_net(), method="supermask", rescale="dynamic")
+    p = net[0].parametrizations.weight[0]
+    with torch.no_grad():
+        p.mask_logits.normal_()
+    torch.manual_seed(1)
+    net[0].weight.sum().backward()
+    ours = p.mask_logits.grad.clone()
+    # the reference formulation, with the same Bernoulli draw
+    torch.manual_seed(1)
+    logits = p.mask_logits.detach().clone().requires_grad_(True)
+    prob = torch.sigmoid(logits)
+    sampled = (torch.rand_like(prob) < prob).float() + prob - prob.detach()
+    w = net[0].parametrizations.weight.original
+    ((w.numel() / sampled.sum()) * w * sampled).sum().backward()
+    torch.testing.assert_close(ours, logits.grad)
+    # ... which differs from treating the kept count as a constant (the form this package used before)
+    prob = torch.sigmoid(logits)
+    sampled = (sampled.detach() - prob.detach()) + prob
+    detached = (w.numel() / sampled.detach().sum()) * w * sampled
+    assert not torch.allclose(torch.autograd.grad(detached.sum(), logits)[0], logits.grad)
+
+
+def test_signed_constant_can_be_limited_to_the_convolutions():
+    torch.manual_seed(0)
+    net = gl.models.conv2()
+    linear_before = net[6].weight.detach().clone()
+    gl.mask_model(net, signed_constant=True, signed_constant_layers="conv")
+    conv = net[0].parametrizations.weight.original
+    assert conv.abs().unique().numel() == 1
+    torch.testing.assert_close(net[6].parametrizations.weight.original, linear_before)
+    with pytest.raises(ValueError, match="signed_constant_layers 'dense'; choose one of 'all', 'conv'"):
+        gl.mask_model(gl.models.conv2(), signed_constant=True, signed_constant_layers="dense")
+
+
+def test_random_biases_are_kept_and_frozen():
+    torch.manual_seed(0)
+    net = gl.mask_model(gl.models.conv2(bias=True))
+    biases = [m.bias for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(biases) == 5 and all(b is not None and not b.requires_grad for b in biases)
+    assert all(b.abs().max() > 0 for b in biases)  # PyTorch's default init: U(±1/sqrt(fan_in))
+    assert all(m.bias is None for m in gl.models.conv2().modules() if isinstance(m, torch.nn.Linear))
+
+
 def test_signed_constant_weights():
     net = tiny_net()
     std = net[0].weight.std().item()

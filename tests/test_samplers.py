@@ -103,7 +103,51 @@ def test_edge_popup_keeps_exactly_the_top_k_scores(keep):
     if len(dropped):
         assert kept.min() >= dropped.max()
     mask.sum().backward()
-    torch.testing.assert_close(scores.grad, torch.ones_like(scores))  # straight through
+    torch.testing.assert_close(scores.grad, scores.detach().sign())  # straight through |s|
+
+
+class _ReferenceGetSubnet(torch.autograd.Function):
+    """allenai/hidden-networks' GetSubnet: sort the scores, zero the lowest (1 − k), gradient straight through."""
+
+    @staticmethod
+    def forward(ctx, scores, k):
+        out = scores.clone()
+        _, idx = scores.flatten().sort()
+        j = int((1 - k) * scores.numel())
+        flat_out = out.flatten()
+        flat_out[idx[:j]] = 0
+        flat_out[idx[j:]] = 1
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None
+
+
+def test_edge_popup_score_gradient_matches_the_reference_for_both_signs():
+    torch.manual_seed(0)
+    weight, x = torch.randn(30, 20), torch.randn(8, 20)
+    scores = torch.randn(30, 20)  # about half negative
+    assert (scores < 0).any() and (scores > 0).any()
+    grads = []
+    for formulation in ("ours", "reference"):
+        s = scores.clone().requires_grad_(True)
+        if formulation == "ours":
+            mask = samplers.edge_popup(s, keep_fraction=0.5)
+        else:  # the reference layer: GetSubnet.apply(self.scores.abs(), prune_rate)
+            mask = _ReferenceGetSubnet.apply(s.abs(), 0.5)
+        ((x @ (weight * mask).T) ** 2).sum().backward()
+        grads.append((mask.detach(), s.grad))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    torch.testing.assert_close(grads[0][1], grads[1][1])
+    # a harmful weight with a negative score must move towards |s| -> 0, not away from it
+    g_mask = grads[1][1] * scores.sign()  # ∂L/∂|s|
+    negative = scores < 0
+    lr = 0.5 * float(scores.abs().min() / grads[0][1].abs().max())  # small enough never to cross zero
+    step = scores - lr * grads[0][1]
+    moving = g_mask != 0
+    shrinks = step.abs() < scores.abs()
+    assert torch.equal(shrinks[negative & moving], (g_mask > 0)[negative & moving])
 
 
 def test_deterministic_mask_keeps_nonnegative_logits():

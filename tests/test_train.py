@@ -17,8 +17,9 @@ def small_run(root, **kwargs):
 
 def test_learns_a_synthetic_task_and_records_history(synthetic_root):
     net, data = small_run(synthetic_root)
-    history = gl.train(net, data, epochs=2, mask_lr=2000, progress=False, eval_samples=2)
+    history = gl.train(net, data, epochs=2, mask_lr=2000, progress=False, eval_samples=2, bf16=False, channels_last=False)
     assert history.test_accuracy > 0.5  # 10 classes: chance is 0.1
+    assert (history.bf16, history.channels_last) == (False, False)
     assert len(history.epochs) == 2
     first = history.epochs[0]
     for key in (
@@ -129,3 +130,25 @@ def test_a_diverged_run_is_recorded_and_the_grid_goes_on(synthetic_root, tmp_pat
     assert "training loss became nan" in records[diverging.run_id]["error"]
     assert records[fine.run_id]["status"] == "ok"
     assert run_grid([diverging, fine], out, data_root=synthetic_root, device="cpu", log=lambda _: None) == []
+
+
+def test_fast_path_auto_follows_the_device_and_explicit_values_win(monkeypatch):
+    import importlib
+
+    train_module = importlib.import_module("gumbel_lite.train")
+
+    monkeypatch.setattr(train_module, "native_bf16", lambda device: True)
+    assert train_module.resolve_fast_path("cpu") == (True, True)
+    assert train_module.resolve_fast_path("cpu", bf16=False) == (False, True)
+    monkeypatch.setattr(train_module, "native_bf16", lambda device: False)
+    assert train_module.resolve_fast_path("cpu") == (False, False)
+    assert train_module.resolve_fast_path("cpu", channels_last=True) == (False, True)
+    assert gl.native_bf16("meta") is False  # neither CUDA nor a CPU
+    with pytest.raises(ValueError, match="bf16 must be 'auto', True or False"):
+        train_module.resolve_fast_path("cpu", bf16="yes")
+
+
+def test_the_precision_used_is_recorded(synthetic_root):
+    net, data = small_run(synthetic_root)
+    history = gl.train(net, data, epochs=1, mask_lr=2000, progress=False, bf16=True, channels_last=False)
+    assert (history.bf16, history.channels_last) == (True, False)
