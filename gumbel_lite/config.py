@@ -287,6 +287,17 @@ def cpu_budget(**overrides) -> list[RunConfig]:
     ]
 
 
+def precision_check(**overrides) -> list[RunConfig]:
+    """bf16 autocast + channels_last vs float32: the same Conv2 cell for 3 full-data epochs, seeds 0-2 (CPU)."""
+    return [
+        paper_cell(
+            "cifar10", "conv2", "aslp", True, True, True, epochs=3, mask_lr=1000.0, bf16=fast, channels_last=fast, seed=seed, **overrides
+        )
+        for seed in (0, 1, 2)
+        for fast in (True, False)
+    ]
+
+
 def ablations(**overrides) -> list[RunConfig]:
     """Every CPU-sized ablation of the book, each distinct config once."""
     grids = [GRIDS[name](**overrides) for name in GRIDS if name.startswith("ablation-")]
@@ -299,6 +310,7 @@ GRIDS: dict[str, Callable[..., list[RunConfig]]] = {
     "authors-cifar10": authors_cifar10,
     "authors-cifar100": authors_cifar100,
     "cpu-budget": cpu_budget,
+    "precision-check": precision_check,
     "ablation-tau": ablation("tau", [0.5, 1.0, 2.0, 4.0]),
     "ablation-init": ablation("logit_init", [-2.0, 0.0, 2.0]),
     "ablation-mask-lr": ablation("mask_lr", list(ABLATION_MASK_LRS)),

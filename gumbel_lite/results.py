@@ -67,6 +67,39 @@ def mean_std(frame, by, value: str = "test_acc"):
     return stats.agg(mean="mean", std="std", n="count").reset_index()
 
 
+def paired_difference(deltas, confidence: float = 0.95) -> dict:
+    """Statistics of paired differences (one per seed): mean, std, n, a t interval and an exact sign-flip p-value.
+
+    The interval is ``mean ± t(n − 1) · std / √n`` (it assumes roughly normal differences).
+    The sign-flip p-value is exact and assumption-free: the fraction of the 2ⁿ sign patterns of
+    the differences whose mean is at least as far from 0 as the observed one (two-sided). With
+    n seeds it can never be below 2 / 2ⁿ (0.25 for 3 seeds), so it shows how little a handful of
+    seeds can prove on its own. ``verdict`` says *higher* / *lower* when the interval excludes
+    0, *within noise* otherwise.
+    """
+    import itertools
+
+    import numpy as np
+    from scipy import stats
+
+    d = np.asarray([x for x in deltas if np.isfinite(x)], dtype=float)
+    n = len(d)
+    out = dict(mean=float("nan"), std=float("nan"), n=n, ci_low=float("nan"), ci_high=float("nan"), p_signflip=float("nan"))
+    if n == 0:
+        return {**out, "verdict": "no run finished"}
+    out["mean"] = float(d.mean())
+    if n == 1:
+        return {**out, "verdict": "a single seed: no interval"}
+    out["std"] = float(d.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * out["std"] / np.sqrt(n)
+    out["ci_low"], out["ci_high"] = out["mean"] - half, out["mean"] + half
+    means = [abs((d * signs).mean()) for signs in itertools.product((1, -1), repeat=n)]
+    out["p_signflip"] = float(np.mean([m >= abs(out["mean"]) - 1e-12 for m in means]))
+    side = "higher" if out["ci_low"] > 0 else "lower" if out["ci_high"] < 0 else "within noise"
+    out["verdict"] = f"{side}; {confidence:.0%} interval {out['ci_low']:+.1f} to {out['ci_high']:+.1f}"
+    return out
+
+
 def provenance(records: list[dict]) -> str:
     """Where, when and with what the runs were made, in one line."""
     if not records:

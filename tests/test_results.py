@@ -63,3 +63,20 @@ def test_provenance_names_device_seeds_commit_and_smoke():
 def test_smoke_config_is_flagged_and_small():
     c = gl.smoke(gl.RunConfig(), per_class=10)
     assert c.smoke and c.epochs == 1 and c.per_class == 10 and c.test_per_class == 10
+
+
+def test_paired_difference_interval_and_exact_sign_flip_p():
+    from gumbel_lite.results import paired_difference
+
+    same_sign = paired_difference([1.0, 2.0, 3.0])
+    assert same_sign["mean"] == 2.0 and same_sign["std"] == 1.0 and same_sign["n"] == 3
+    half = 4.302652729911275 / 3**0.5  # t(0.975, 2) · std / √3
+    assert math.isclose(same_sign["ci_low"], 2 - half) and math.isclose(same_sign["ci_high"], 2 + half)
+    assert same_sign["p_signflip"] == 0.25  # 2 of the 8 sign patterns are as extreme: the floor for 3 seeds
+    assert same_sign["verdict"].startswith("within noise")  # the interval −0.5 .. 4.5 includes 0
+    clear = paired_difference([5.0, 5.2, 4.9, 5.1])
+    assert clear["verdict"].startswith("higher") and clear["p_signflip"] == 0.125
+    assert paired_difference([-3.0, -3.1, -2.9])["verdict"].startswith("lower")
+    mixed = paired_difference([1.0, -1.0, 0.5])
+    assert mixed["p_signflip"] > 0.25 and mixed["verdict"].startswith("within noise")
+    assert paired_difference([float("nan")])["verdict"] == "no run finished"
