@@ -125,6 +125,8 @@ def test_interrupted_grid_keeps_finished_runs_and_resumes(cifar_root, tmp_path):
         (["--mask-lr", "0"], "mask_lr must be > 0"),
         (["--epochs", "0"], "epochs must be >= 1"),
         (["--method", "dense"], "use rescale=None"),
+        (["--bf16", "yes"], "invalid choice: 'yes'"),
+        (["--signed-constant-layers", "fc"], "invalid choice: 'fc'"),
     ],
 )
 def test_invalid_input_is_refused_with_a_clear_message(tmp_path, args, message):
