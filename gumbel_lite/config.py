@@ -287,6 +287,16 @@ def cpu_budget(**overrides) -> list[RunConfig]:
     ]
 
 
+def cpu_budget_baselines(**overrides) -> list[RunConfig]:
+    """Supermask (no options) and Edge-Popup (SC + DA) on full CIFAR-10, Conv2: mask lr 300 / 1000 / 3000, 10 epochs (CPU)."""
+    cells = [("supermask", False, False, False), ("edge_popup", False, True, True)]
+    return [
+        paper_cell("cifar10", "conv2", method, wr, sc, da, epochs=10, mask_lr=lr, schedule="cosine", **overrides)
+        for method, wr, sc, da in cells
+        for lr in CPU_BUDGET_STUDY_LRS[1:]
+    ]
+
+
 def precision_check(**overrides) -> list[RunConfig]:
     """bf16 autocast + channels_last vs float32: the same Conv2 cell for 3 full-data epochs, seeds 0-2 (CPU)."""
     return [
@@ -310,6 +320,7 @@ GRIDS: dict[str, Callable[..., list[RunConfig]]] = {
     "authors-cifar10": authors_cifar10,
     "authors-cifar100": authors_cifar100,
     "cpu-budget": cpu_budget,
+    "cpu-budget-baselines": cpu_budget_baselines,
     "precision-check": precision_check,
     "ablation-tau": ablation("tau", [0.5, 1.0, 2.0, 4.0]),
     "ablation-init": ablation("logit_init", [-2.0, 0.0, 2.0]),
