@@ -34,7 +34,9 @@ def load_results(path: str | Path, smoke: bool = False) -> list[dict]:
 def results_frame(records: list[dict]):
     """A pandas DataFrame, one row per run: config, status, test/val accuracy in %, density, history.
 
-    A diverged run (status ``"diverged"``: its loss became NaN) has NaN metrics and no history.
+    ``sampled_acc`` is the mean test accuracy of the sampled masks (runs with ``eval_samples``
+    > 0, e.g. Supermask as its authors score it), in %. A diverged run (status ``"diverged"``:
+    its loss became NaN) has NaN metrics and no history.
     """
     import pandas as pd
 
@@ -50,14 +52,16 @@ def results_frame(records: list[dict]):
                 "rescale": r["config"]["rescale"] or "none",
                 "status": r.get("status", "ok"),
                 "test_acc": number(m.get("test_accuracy"), 100),
+                "sampled_acc": number(m.get("sampled_test_accuracy_mean"), 100),
                 "val_acc": number(m.get("best_val_accuracy"), 100),
                 "density": number(m.get("density")),
                 "history": r.get("history") or {},
                 "wall_time": r["wall_time"],
                 "label": r["label"],
+                "run_id": r["run_id"],
             }
         )
-    columns = [*RunConfig().to_dict(), "status", "test_acc", "val_acc", "density", "history", "wall_time", "label"]
+    columns = [*RunConfig().to_dict(), "status", "test_acc", "sampled_acc", "val_acc", "density", "history", "wall_time", "label", "run_id"]
     return pd.DataFrame(rows, columns=columns)
 
 
