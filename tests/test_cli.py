@@ -171,3 +171,19 @@ def test_paper_grids_follow_the_authors_protocol():
     # every published cell maps onto a run of the grid
     for row in gl.paper_cells("cifar10"):
         assert gl.paper_cell(**row) in cells
+
+
+def test_paper_cpu_grid_runs_in_priority_tiers():
+    import gumbel_lite as gl
+
+    tiers = gl.config.paper_cpu_tiers()
+    a, b, c = tiers["a"], tiers["b"], tiers["c"]
+    # a: the 12 Conv2 CIFAR-10 cells (Edge-Popup's ± rescale pair is one run) and 2 CIFAR-100 cells
+    assert len(a) == 13 and {x.network for x in a} == {"conv2"} and {x.seed for x in a} == {0}
+    assert sum(x.dataset == "cifar100" for x in a) == 2
+    assert len(b) == 4 and {x.network for x in b} == {"conv6"}
+    assert len(c) == 8 and {x.seed for x in c} == {1, 2} and {x.network for x in c} == {"conv2"}
+    runs = gl.grid("paper-cpu")
+    assert runs[: len(a)] == a and len(runs) == len(set(runs)) == sum(map(len, tiers.values()))
+    assert all(x.epochs == gl.config.CPU_BUDGET["epochs"] and x.mask_lr == gl.config.CPU_MASK_LR[x.method] for x in runs)
+    assert all(x.bias and x.normalize == x.augment and x.per_class is None for x in runs)  # full data, authors' protocol
