@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 
+from .checks import check_choice, check_number
 from .data import DATASETS, PIPELINES
-from .masking import METHODS, RESCALES, SIGNED_CONSTANT_LAYERS, check_choice
+from .masking import METHODS, RESCALES, SIGNED_CONSTANT_LAYERS
 from .models import NETWORKS
 from .train import SCHEDULES
 
@@ -77,23 +77,26 @@ class RunConfig:
         for name in ("bf16", "channels_last"):
             if not (isinstance(getattr(self, name), bool) or getattr(self, name) == "auto"):
                 raise ValueError(f"{name} must be 'auto', True or False, got {getattr(self, name)!r}")
-        checks = [
-            ("tau", self.tau > 0, "> 0"),
-            ("keep_fraction", 0 < self.keep_fraction <= 1, "in (0, 1]"),
-            ("epochs", self.epochs >= 1, ">= 1"),
-            ("batch_size", self.batch_size >= 1, ">= 1"),
-            ("mask_lr", self.mask_lr > 0, "> 0"),
-            ("scale_lr", self.scale_lr > 0, "> 0"),
-            ("weight_lr", self.weight_lr > 0, "> 0"),
-            ("val_fraction", 0 <= self.val_fraction < 1, "in [0, 1)"),
-            ("logit_init", math.isfinite(self.logit_init), "finite"),
-            ("eval_samples", self.eval_samples >= 0, ">= 0"),
-            ("patience", self.patience is None or self.patience >= 1, ">= 1 (or None)"),
-            ("per_class", self.per_class is None or self.per_class >= 1, ">= 1 (or None)"),
+        numbers = [
+            ("tau", dict(above=0)),
+            ("keep_fraction", dict(above=0, maximum=1)),
+            ("logit_init", {}),
+            ("epochs", dict(integer=True, minimum=1)),
+            ("batch_size", dict(integer=True, minimum=1)),
+            ("mask_lr", dict(above=0)),
+            ("scale_lr", dict(above=0)),
+            ("weight_lr", dict(above=0)),
+            ("momentum", dict(minimum=0)),
+            ("weight_decay", dict(minimum=0)),
+            ("val_fraction", dict(minimum=0, below=1)),
+            ("seed", dict(integer=True, minimum=0, below=2**32)),
+            ("eval_samples", dict(integer=True, minimum=0)),
+            ("patience", dict(integer=True, minimum=1, optional=True)),
+            ("per_class", dict(integer=True, minimum=1, optional=True)),
+            ("test_per_class", dict(integer=True, minimum=1, optional=True)),
         ]
-        for name, ok, rule in checks:
-            if not ok:
-                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+        for name, rule in numbers:
+            check_number(name, getattr(self, name), **rule)
         if self.method == "dense" and self.rescale is not None:
             raise ValueError("method 'dense' trains the weights themselves; use rescale=None")
 
@@ -104,10 +107,11 @@ class RunConfig:
 
     @property
     def label(self) -> str:
-        """A human-readable name, e.g. ``conv6 aslp +SR +SC +DA``."""
+        """A human-readable name, e.g. ``conv6 aslp +SR +SC +DA`` (``tau=…`` / ``init=…`` when not the default)."""
         tags = [self.network, self.method]
         tags += ["+SR" if self.rescale == "smart" else "+DR" if self.rescale == "dynamic" else ""]
         tags += ["+SC" if self.signed_constant else "", "+DA" if self.augment else ""]
+        tags += [f"tau={self.tau:g}" if self.tau != 1.0 else "", f"init={self.logit_init:g}" if self.logit_init != 0.0 else ""]
         return " ".join(t for t in tags if t)
 
     def to_dict(self) -> dict:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .masking import check_choice
+from .checks import check_choice
 
 DATASETS = {"cifar10": 10, "cifar100": 100}
 PIPELINES = ("device", "dataloader")

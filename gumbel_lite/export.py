@@ -12,8 +12,10 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from torch.nn.utils import prune
 from . import models
 from .masking import mask_mode, masked_layers
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the payload is stored with its sha256; 1: the payload alone (still read)
 
 
 def _require_masked(model: nn.Module) -> None:
@@ -141,14 +143,53 @@ def export_compact(model: nn.Module, path: str | Path, network: str | None = Non
     plain_state = extract(model).state_dict()
     masked_keys = {f"{name}.weight" if name else "weight" for name in folded}
     rest = {k: v.cpu() for k, v in plain_state.items() if k not in masked_keys}
-    artifact = {"format": FORMAT_VERSION, "network": network, "num_classes": num_classes, "layers": layers, "rest": rest}
+    payload = {"format": FORMAT_VERSION, "network": network, "num_classes": num_classes, "layers": layers, "rest": rest}
+    inner = io.BytesIO()
+    torch.save(payload, inner)
+    blob = inner.getvalue()
+    artifact = {
+        "format": FORMAT_VERSION,
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "payload": torch.frombuffer(bytearray(blob), dtype=torch.uint8),
+    }
     buffer = io.BytesIO()
     torch.save(artifact, buffer)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(buffer.getvalue())
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     dense_bytes = sum(v.numel() * 4 for v in plain_state.values() if v.is_floating_point())
     return CompactReport(path, path.stat().st_size, dense_bytes, kept, total)
+
+
+def _torch_load(source, path: Path, what: str):
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a truncated, corrupt or unsafe file gets one clear message
+        raise ValueError(
+            f"{path} is not a readable compact artifact ({what}: {type(e).__name__}: {(str(e).splitlines() or ['no detail'])[0]}). "
+            "Fix: export it again with export_compact (only plain tensors and numbers are loaded; no code runs from the file)."
+        ) from e
+
+
+def _read_compact(path: Path) -> dict:
+    """The payload of a compact artifact, loaded with ``weights_only=True`` and checked against its sha256."""
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file: no compact artifact there")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes): an interrupted export? Fix: export it again with export_compact")
+    artifact = _torch_load(path, path, "outer file")
+    if not isinstance(artifact, dict) or artifact.get("format") not in (1, FORMAT_VERSION):
+        found = artifact.get("format") if isinstance(artifact, dict) else type(artifact).__name__
+        raise ValueError(f"{path}: unknown compact format {found!r} (expected {FORMAT_VERSION})")
+    if artifact["format"] == 1:
+        return artifact
+    payload = artifact.get("payload")
+    blob = payload.numpy().tobytes() if isinstance(payload, torch.Tensor) else b""
+    if hashlib.sha256(blob).hexdigest() != artifact.get("sha256"):
+        raise ValueError(f"{path} is corrupted: its content does not match its sha256. Fix: export it again with export_compact")
+    return _torch_load(io.BytesIO(blob), path, "payload")
 
 
 def load_compact(path: str | Path, model: nn.Module | None = None) -> nn.Module:
@@ -157,9 +198,7 @@ def load_compact(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     ``model``: an unmasked skeleton of the same architecture to load into; optional when the
     artifact names one of our networks.
     """
-    artifact = torch.load(path, map_location="cpu", weights_only=False)
-    if artifact.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path}: unknown compact format {artifact.get('format')!r} (expected {FORMAT_VERSION})")
+    artifact = _read_compact(Path(path))
     if model is None:
         if artifact["network"] is None:
             raise ValueError(f"{path} does not name its network: pass a skeleton model=...")

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .checks import check_choice, check_number
 from .samplers import SAMPLERS, deterministic_mask
 
 METHODS = ("aslp", "aslp_soft", "naive_gumbel", "supermask", "edge_popup", "dense")
@@ -28,12 +29,6 @@ RESCALES = (None, "smart", "dynamic")
 MASK_MODES = ("auto", "deterministic", "sample")
 MASKABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 SIGNED_CONSTANT_LAYERS = ("all", "conv")
-
-
-def check_choice(name: str, value, choices) -> None:
-    """Raise a ValueError that names the bad value and lists the valid choices."""
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(map(repr, choices))}")
 
 
 class MaskedWeight(nn.Module):
@@ -119,19 +114,21 @@ def mask_model(
     """
     check_choice("method", method, METHODS)
     check_choice("rescale", rescale, RESCALES)
-    if not tau > 0:
-        raise ValueError(f"tau must be > 0, got {tau}")
-    if not 0 < keep_fraction <= 1:
-        raise ValueError(f"keep_fraction must be in (0, 1], got {keep_fraction}")
+    check_number("tau", tau, above=0)
+    check_number("keep_fraction", keep_fraction, above=0, maximum=1)
+    check_number("logit_init", logit_init)
     if method == "dense" and rescale is not None:
         raise ValueError("method 'dense' trains the weights themselves; use rescale=None")
     check_choice("signed_constant_layers", signed_constant_layers, SIGNED_CONSTANT_LAYERS)
-    layers = [m for m in model.modules() if isinstance(m, MASKABLE)]
-    if not layers:
+    named = [(name, m) for name, m in model.named_modules() if isinstance(m, MASKABLE)]
+    if not named:
         raise ValueError("model has no Conv or Linear layer to mask")
+    # every layer is checked before any is changed: a refused model is left exactly as it was
+    already = [name or type(m).__name__ for name, m in named if parametrize.is_parametrized(m, "weight")]
+    if already:
+        raise ValueError(f"layer(s) {', '.join(already)} are already masked; build a fresh model to mask it again")
+    layers = [m for _, m in named]
     for layer in layers:
-        if parametrize.is_parametrized(layer, "weight"):
-            raise ValueError(f"{layer} is already masked; build a fresh model to mask it again")
         if signed_constant and (signed_constant_layers == "all" or not isinstance(layer, nn.Linear)):
             with torch.no_grad():
                 # sign(0) would be 0: an exactly-zero weight counts as positive

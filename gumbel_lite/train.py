@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,9 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .masking import check_choice, density, deterministic_masks, is_masked, mask_mode, mask_statistics, parameter_groups
+from .checks import check_choice, check_number
+from .masking import density, deterministic_masks, is_masked, mask_mode, mask_statistics, parameter_groups
 
 SCHEDULES = ("constant", "cosine")
+CHECKPOINT_FORMAT = 2
 
 
 @dataclass
@@ -161,9 +164,81 @@ def make_optimizer(
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` to a temporary file of a unique name next to ``path``, then rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_finite(optimizer: torch.optim.Optimizer, train_loss: float, epoch: int, checkpoint: Path | None) -> None:
+    """Raise ``FloatingPointError`` if the loss or any parameter is not finite, naming the parameter group(s) at fault."""
+    bad = [
+        f"{g['name']} (lr {g['lr']:g})"
+        for g in optimizer.param_groups
+        if any(not bool(torch.isfinite(p).all()) for p in g["params"])
+    ]
+    if math.isfinite(train_loss) and not bad:
+        return
+    kept = (
+        f"the last finished epoch is kept in the checkpoint {checkpoint}"
+        if checkpoint is not None
+        else "no checkpoint holds an earlier epoch"
+    )
+    if bad:
+        cause = f"non-finite parameters in group(s) {', '.join(bad)}: try a smaller learning rate for them"
+    else:
+        cause = "every parameter is still finite, so the loss itself overflowed: try smaller learning rates, or bf16=False"
+    what = f"training loss became {train_loss}" if not math.isfinite(train_loss) else "parameters became non-finite"
+    raise FloatingPointError(f"{what} in epoch {epoch}; {cause}; {kept}.")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be read; the message names the file and the fix."""
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, history: History, best_state, epoch: int, data, device) -> None:
+    """Everything needed to resume after ``epoch``, in plain types only (loadable with ``weights_only=True``)."""
+    _atomic_save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "history": history.to_dict(),
+            "best_state": best_state,
+            "epoch": epoch,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_data": data.generator.get_state(),
+            "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+        },
+        path,
+    )
+
+
+def load_checkpoint(path: Path, device) -> dict:
+    """Read a checkpoint with ``weights_only=True`` (no code runs from the file); ``history`` becomes a :class:`History`.
+
+    Checkpoints of the previous format (a pickled ``History``) are read too: ``History`` is the
+    one class they may name. Any other failure raises :class:`CheckpointError` naming the file.
+    """
+    try:
+        with torch.serialization.safe_globals([History]):
+            state = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "history", "epoch"} <= set(state):
+            raise ValueError("not a training checkpoint")
+        history = state["history"]
+        state["history"] = history if isinstance(history, History) else History(**history)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}). "
+            f"Fix: delete {path} to train this run again from its first epoch."
+        ) from e
+    return state
 
 
 def train(
@@ -200,13 +275,13 @@ def train(
     Returns a :class:`History`; the model ends in eval mode with the best epoch's state.
     """
     check_choice("schedule", schedule, SCHEDULES)
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    epochs = check_number("epochs", epochs, integer=True, minimum=1)
     for name, lr in (("mask_lr", mask_lr), ("scale_lr", scale_lr), ("weight_lr", weight_lr)):
-        if not lr > 0:
-            raise ValueError(f"{name} must be > 0, got {lr}")
-    if patience is not None and patience < 1:
-        raise ValueError(f"patience must be >= 1 or None, got {patience}")
+        check_number(name, lr, above=0)
+    check_number("momentum", momentum, minimum=0)
+    check_number("weight_decay", weight_decay, minimum=0)
+    patience = check_number("patience", patience, integer=True, minimum=1, optional=True)
+    eval_samples = check_number("eval_samples", eval_samples, integer=True, minimum=0)
     device = data.device
     bf16, channels_last = resolve_fast_path(device, bf16, channels_last)
     model.to(device)
@@ -219,7 +294,7 @@ def train(
     masked = is_masked(model)
     checkpoint = Path(checkpoint) if checkpoint else None
     if checkpoint and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = load_checkpoint(checkpoint, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -263,11 +338,7 @@ def train(
             correct += (logits.argmax(1) == labels).sum()
             count += len(labels)
         train_loss = float(loss_sum) / count
-        if not math.isfinite(train_loss):
-            raise FloatingPointError(
-                f"training loss became {train_loss} in epoch {epoch}; the last finished epoch is kept in the checkpoint. "
-                "Try a smaller mask_lr / weight_lr, or bf16=False."
-            )
+        check_finite(optimizer, train_loss, epoch, checkpoint if checkpoint and checkpoint.exists() else None)
         lr_now = {g["name"]: g["lr"] for g in optimizer.param_groups}
         scheduler.step()
         if device.type == "cuda":
@@ -300,20 +371,7 @@ def train(
             since_best += 1
         history.wall_time = time.perf_counter() - t_start
         if checkpoint:
-            _atomic_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "history": history,
-                    "best_state": best_state,
-                    "epoch": epoch,
-                    "rng_cpu": torch.get_rng_state(),
-                    "rng_data": data.generator.get_state(),
-                    "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
-                },
-                checkpoint,
-            )
+            save_checkpoint(checkpoint, model, optimizer, scheduler, history, best_state, epoch, data, device)
         bar.set_postfix(
             loss=f"{train_loss:.3f}", val=f"{val['accuracy']:.3f}", **({"density": f"{record['density']:.3f}"} if masked else {})
         )
