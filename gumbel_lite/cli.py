@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import typing
 from pathlib import Path
@@ -167,24 +168,32 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summary(path: Path) -> int:
-    records = read_results(path)
+    if path.is_dir() or not path.exists():
+        print(f"error: {path} is {'a directory' if path.is_dir() else 'not a file'}: pass a results file (.jsonl)", file=sys.stderr)
+        return 1
+    records = read_results(path)  # malformed lines are skipped with a warning naming their line
     if not records:
         print(f"no results in {path}", file=sys.stderr)
         return 1
-    for r in records:
-        m = r["metrics"]
-        print(
-            json.dumps(
-                {
-                    "label": r["label"],
-                    "seed": r["seed"],
-                    "smoke": r["smoke"],
-                    "status": r.get("status", "ok"),
-                    "test_accuracy": None if m["test_accuracy"] is None else round(m["test_accuracy"], 4),
-                    "density": m["density"],
-                    "epochs": m.get("epochs_run"),
-                    "wall_time": round(r["wall_time"], 1),
-                }
+    try:
+        for r in records:
+            m = r["metrics"]
+            accuracy, wall_time = m.get("test_accuracy"), r.get("wall_time")
+            print(
+                json.dumps(
+                    {
+                        "label": r.get("label"),
+                        "seed": r.get("seed"),
+                        "smoke": r.get("smoke"),
+                        "status": r.get("status", "ok"),
+                        "test_accuracy": round(accuracy, 4) if isinstance(accuracy, (int, float)) else None,
+                        "density": m.get("density"),
+                        "epochs": m.get("epochs_run"),
+                        "wall_time": round(wall_time, 1) if isinstance(wall_time, (int, float)) else None,
+                    }
+                )
             )
-        )
+        sys.stdout.flush()
+    except BrokenPipeError:  # `summary … | head`: the reader has all it wants
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

@@ -8,6 +8,7 @@ matplotlib are imported only when these functions are called (they are book depe
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from .config import RunConfig
@@ -20,7 +21,7 @@ def load_results(path: str | Path, smoke: bool = False) -> list[dict]:
     if not path.exists():
         print(f"{path}: no such file (not run yet)")
         return []
-    records = read_results(path)
+    records = read_results(path)  # malformed lines and repeated runs are skipped with a warning
     if smoke:
         print(f"SMOKE MODE: {len(records)} seconds-long run(s) from {path.name}.")
         print("They test the code of this chapter; their numbers mean nothing.")
@@ -43,25 +44,46 @@ def results_frame(records: list[dict]):
     def number(value, scale=1.0):
         return float("nan") if value is None else scale * value
 
-    rows = []
+    known = set(RunConfig().to_dict())
+    rows, unknown = [], {}
     for r in records:
         m = r["metrics"]
+        for name in set(r["config"]) - known:
+            unknown.setdefault(name, r["run_id"])
         rows.append(
             {
                 **r["config"],
-                "rescale": r["config"]["rescale"] or "none",
+                "rescale": r["config"].get("rescale") or "none",
                 "status": r.get("status", "ok"),
                 "test_acc": number(m.get("test_accuracy"), 100),
                 "sampled_acc": number(m.get("sampled_test_accuracy_mean"), 100),
                 "val_acc": number(m.get("best_val_accuracy"), 100),
                 "density": number(m.get("density")),
                 "history": r.get("history") or {},
-                "wall_time": r["wall_time"],
-                "label": r["label"],
+                "wall_time": number(r.get("wall_time")),
+                "label": r.get("label"),
                 "run_id": r["run_id"],
             }
         )
-    columns = [*RunConfig().to_dict(), "status", "test_acc", "sampled_acc", "val_acc", "density", "history", "wall_time", "label", "run_id"]
+    if unknown:
+        warnings.warn(
+            "config field(s) this version does not know, kept as columns: "
+            + ", ".join(f"{k} (e.g. run {v})" for k, v in sorted(unknown.items())),
+            stacklevel=2,
+        )
+    columns = [
+        *RunConfig().to_dict(),
+        *sorted(unknown),
+        "status",
+        "test_acc",
+        "sampled_acc",
+        "val_acc",
+        "density",
+        "history",
+        "wall_time",
+        "label",
+        "run_id",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import datetime
 import fcntl
 import json
+import math
 import os
 import platform
 import subprocess
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -59,32 +61,88 @@ def provenance(device: torch.device) -> dict:
     }
 
 
-def append_jsonl(path: str | Path, record: dict) -> None:
-    """Append one JSON line atomically: one ``write`` under an exclusive lock, then fsync."""
+def _finite_or_null(value):
+    """``value`` with every NaN / infinity replaced by ``None`` (strict JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
+def append_jsonl(path: str | Path, record: dict, skip_if_present: bool = False) -> bool:
+    """Append one JSON line atomically: one ``write`` under an exclusive lock, then fsync.
+
+    The line always starts on a fresh line (a torn last line left by a crash is closed first, so
+    it cannot swallow this record). NaN and infinities are written as ``null``. With
+    ``skip_if_present``, the file is re-read under the lock and nothing is written when a record
+    with the same ``run_id`` is already there. Returns whether the record was written.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(record, sort_keys=True) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    line = (json.dumps(_finite_or_null(record), sort_keys=True, allow_nan=False) + "\n").encode()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if skip_if_present and size and record.get("run_id") in _run_ids(path):
+            return False
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
         os.write(fd, line)
         os.fsync(fd)
+        return True
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
 
-def read_results(path: str | Path) -> list[dict]:
-    """All complete records of a results file (a torn last line, if any, is ignored)."""
+def _run_ids(path: Path) -> set:
+    return {r["run_id"] for r in read_results(path, quiet=True)}
+
+
+def check_record(record) -> str | None:
+    """Why ``record`` is not a usable results record, or ``None`` if it is."""
+    if not isinstance(record, dict):
+        return f"not a JSON object but {type(record).__name__}"
+    for key, kind in (("run_id", str), ("config", dict), ("metrics", dict)):
+        if not isinstance(record.get(key), kind):
+            return f"no {key!r} ({kind.__name__})"
+    return None
+
+
+def read_results(path: str | Path, quiet: bool = False) -> list[dict]:
+    """All usable records of a results file, each ``run_id`` once (its first record).
+
+    Lines that are not JSON (a torn last line, garbage) or not results records are skipped
+    with a warning giving the file and line number; so are repeated ``run_id``s (two grids
+    that wrote the same run), keeping the first.
+    """
     path = Path(path)
     if not path.exists():
         return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not a results file")
+    records, seen = [], set()
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
             continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            problem = "not valid JSON (a torn or garbled line)"
+        else:
+            problem = check_record(record)
+        if problem is None and record["run_id"] in seen:
+            problem = f"run {record['run_id']} again (keeping its first record)"
+        if problem is not None:
+            if not quiet:
+                warnings.warn(f"{path}:{number}: skipped: {problem}", stacklevel=2)
+            continue
+        seen.add(record["run_id"])
+        records.append(record)
     return records
 
 
@@ -208,10 +266,71 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _run_in_worker(config_dict: dict, kwargs: dict) -> dict:
-    threads = kwargs.pop("threads")
+class _Claim:
+    """An exclusive, non-blocking lock on one run (``CHECKPOINT_DIR/RUN_ID.lock``), held while it trains.
+
+    Two grids on one results file never train the same run: the second finds the claim taken
+    and skips the run. The lock dies with its process, so a crashed run is free again.
+    """
+
+    def __init__(self, checkpoint_dir: Path, run_id: str) -> None:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.path = checkpoint_dir / f"{run_id}.lock"
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = None
+
+    @property
+    def taken(self) -> bool:
+        return self.fd is not None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def _claim_and_run(config: RunConfig, out: Path, kwargs: dict) -> tuple[dict | None, str]:
+    """Train ``config`` if no other process has claimed it and it is not in ``out`` yet; append its record.
+
+    Returns ``(record, note)``: ``record`` is ``None`` when the run was skipped (``note`` says why).
+    """
+    claim = _Claim(Path(kwargs["checkpoint_dir"]), config.run_id)
+    if not claim.taken:
+        return None, "being trained by another process: skipped"
+    try:
+        if config.run_id in _run_ids(out):
+            return None, f"already in {out} (written by another process): skipped"
+        record = run(config, **kwargs)
+        if not append_jsonl(out, record, skip_if_present=True):
+            return None, f"already in {out} (written by another process): not written again"
+        if record["status"] == "ok":
+            (Path(kwargs["checkpoint_dir"]) / f"{config.run_id}.pt").unlink(missing_ok=True)
+        return record, ""
+    finally:
+        claim.release()
+
+
+def _exit_with_parent(parent: int, threads: int) -> None:
+    """Worker initializer: use ``threads`` threads, and exit as soon as the parent process is gone."""
+    import threading
+
     torch.set_num_threads(threads)
-    return run(RunConfig.from_dict(config_dict), **kwargs)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _run_in_worker(config_dict: dict, out: str, kwargs: dict) -> tuple[dict | None, str]:
+    return _claim_and_run(RunConfig.from_dict(config_dict), Path(out), kwargs)
 
 
 def run_grid(
@@ -228,14 +347,19 @@ def run_grid(
     """Run every config not yet in ``out``, ``jobs`` at a time, appending each result as it finishes.
 
     Returns the new records. Several jobs share one device (each in its own process), which
-    keeps a large GPU busy with small networks.
+    keeps a large GPU busy with small networks. Each run is claimed (a lock per run) before it
+    trains and the file is re-read before its record is appended, so two grids on one file never
+    train or write a run twice. When a run fails or the grid is interrupted, the pending runs
+    are cancelled, the results of finished runs are kept, and the error is raised; workers exit
+    when the parent process dies. A diverged run keeps its checkpoint (the last finite epoch).
     """
-    if jobs < 1:
-        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+    out = Path(out)
     done = {r["run_id"] for r in read_results(out)}
     todo = [c for c in dict.fromkeys(configs) if c.run_id not in done]
     log(f"{len(configs) - len(todo)} of {len(configs)} runs already in {out}; {len(todo)} to run")
-    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else Path(out).with_suffix(".checkpoints")
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else out.with_suffix(".checkpoints")
     if device is None and todo:
         from .train import default_device
 
@@ -243,28 +367,54 @@ def run_grid(
     kwargs = dict(data_root=data_root, device=str(device) if device is not None else None, checkpoint_dir=checkpoint_dir, download=download)
     new = []
 
-    def finish(config: RunConfig, record: dict) -> None:
-        append_jsonl(out, record)
-        (checkpoint_dir / f"{config.run_id}.pt").unlink(missing_ok=True)
+    def finish(config: RunConfig, record: dict | None, note: str) -> None:
+        where = f"{config.label} seed {config.seed} ({config.run_id})"
+        if record is None:
+            log(f"{where}: {note}")
+            return
         new.append(record)
         if record["status"] != "ok":
-            log(f"[{len(new)}/{len(todo)}] {config.label} seed {config.seed}: {record['status']}: {record['error']}")
+            log(
+                f"[{len(new)}/{len(todo)}] {where}: {record['status']}: {record['error']} "
+                f"(its last finite epoch is kept in {checkpoint_dir / (config.run_id + '.pt')})"
+            )
             return
         log(
-            f"[{len(new)}/{len(todo)}] {config.label} seed {config.seed}: test {record['metrics']['test_accuracy']:.4f}, "
+            f"[{len(new)}/{len(todo)}] {where}: test {record['metrics']['test_accuracy']:.4f}, "
             f"density {record['metrics']['density']:.3f}, {record['wall_time']:.0f}s"
         )
 
     if jobs == 1:
         for config in todo:
-            finish(config, run(config, progress=progress, **kwargs))
+            finish(config, *_claim_and_run(config, out, {**kwargs, "progress": progress}))
         return new
     import multiprocessing
 
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        # on a CPU each worker gets its share of the cores (never more threads than cores in all)
-        threads = max(1, min(torch.get_num_threads(), available_cores()) // jobs)
-        futures = {pool.submit(_run_in_worker, c.to_dict(), {**kwargs, "progress": False, "threads": threads}): c for c in todo}
+    # on a CPU each worker gets its share of the cores (never more threads than cores in all)
+    threads = max(1, min(torch.get_num_threads(), available_cores()) // jobs)
+    pool = ProcessPoolExecutor(
+        max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with_parent, initargs=(os.getpid(), threads)
+    )
+    futures = {pool.submit(_run_in_worker, c.to_dict(), str(out), {**kwargs, "progress": False}): c for c in todo}
+    error: BaseException | None = None
+    try:
         for future in as_completed(futures):
-            finish(futures[future], future.result())
+            try:
+                finish(futures[future], *future.result())
+            except Exception as e:  # noqa: BLE001 - re-raised once the running runs are in
+                if error is None:
+                    error = e
+                    log(f"{futures[future].label} seed {futures[future].seed}: failed: {e}; cancelling the runs not started")
+                    for f in futures:
+                        f.cancel()
+    except BaseException:  # Ctrl-C: stop everything now; finished runs are in the file, the others resume from checkpoints
+        for f in futures:
+            f.cancel()
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    if error is not None:
+        raise error
     return new

@@ -1,0 +1,145 @@
+"""Promises about results files: nothing lost, nothing counted twice, bad lines named (README: Reliability)."""
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import gumbel_lite as gl
+from gumbel_lite.config import RunConfig
+from gumbel_lite.runner import append_jsonl, read_results, run_grid
+
+RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
+TINY = dict(network="conv2", per_class=10, test_per_class=10, epochs=1, batch_size=32, track_test=False, mask_lr=2000.0)
+
+
+def record(run_id, **extra):
+    return {
+        "run_id": run_id,
+        "label": "x",
+        "config": RunConfig().to_dict(),
+        "seed": 0,
+        "smoke": False,
+        "metrics": {"test_accuracy": 0.5},
+        **extra,
+    }
+
+
+# 1. a torn last line never swallows the next record
+
+
+def test_a_torn_last_line_does_not_swallow_the_next_record(tmp_path):
+    out = tmp_path / "r.jsonl"
+    append_jsonl(out, record("a"))
+    with open(out, "a") as f:
+        f.write('{"run_id": "b", "conf')  # a crash in the middle of a write
+    append_jsonl(out, record("c"))
+    with pytest.warns(UserWarning, match=r"r.jsonl:2: skipped"):
+        assert [r["run_id"] for r in read_results(out)] == ["a", "c"]
+
+
+# 2. two grids on one file: claims, a re-check before appending, unique temp names, de-duplicating readers
+
+
+def test_readers_keep_one_record_per_run(tmp_path):
+    out = tmp_path / "r.jsonl"
+    for run_id in ("a", "b", "a"):
+        append_jsonl(out, record(run_id))
+    with pytest.warns(UserWarning, match=r"r.jsonl:3: skipped: run a again"):
+        records = gl.results.load_results(out)
+    assert [r["run_id"] for r in records] == ["a", "b"]
+    assert append_jsonl(out, record("b"), skip_if_present=True) is False
+    assert out.read_text().count("\n") == 3
+
+
+def test_a_run_claimed_by_another_process_is_not_trained_twice(synthetic_root, tmp_path):
+    from gumbel_lite.runner import _Claim
+
+    config = RunConfig(**TINY)
+    out, checkpoints = tmp_path / "r.jsonl", tmp_path / "ck"
+    claim = _Claim(checkpoints, config.run_id)  # held by "the other grid"
+    assert claim.taken
+    notes = []
+    assert (
+        run_grid([config], out, data_root=synthetic_root, device="cpu", checkpoint_dir=checkpoints, progress=False, log=notes.append) == []
+    )
+    assert not out.exists() and "another process" in notes[-1]
+    claim.release()
+    assert (
+        len(run_grid([config], out, data_root=synthetic_root, device="cpu", checkpoint_dir=checkpoints, progress=False, log=notes.append))
+        == 1
+    )
+
+
+def test_checkpoint_temp_names_are_unique(tmp_path):
+    from gumbel_lite.train import _atomic_save
+
+    target = tmp_path / "run.pt"
+    (tmp_path / "run.pt.tmp").mkdir()  # the fixed temp name is taken (another writer)
+    _atomic_save({"x": torch.ones(2)}, target)
+    assert torch.equal(torch.load(target, weights_only=True)["x"], torch.ones(2))
+
+
+# 10. malformed lines are skipped with their line number
+
+
+def test_malformed_lines_are_skipped_with_their_line_number(tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    good = json.dumps(record("a"))
+    no_metrics = json.dumps({k: v for k, v in record("b").items() if k != "metrics"})
+    out.write_text("\n".join(["{}", "[1, 2]", no_metrics, "garbage", good, ""]))
+    with pytest.warns(UserWarning) as caught:
+        assert [r["run_id"] for r in read_results(out)] == ["a"]
+    assert [str(w.message).split(": skipped")[0][-1] for w in caught] == ["1", "2", "3", "4"]
+    from gumbel_lite.cli import summary
+
+    with pytest.warns(UserWarning):
+        assert summary(out) == 0
+    assert '"test_accuracy": 0.5' in capsys.readouterr().out
+
+
+def test_unknown_config_fields_are_reported_not_dropped():
+    rec = record("a")
+    rec["config"]["future_field"] = 3
+    with pytest.warns(UserWarning, match="future_field"):
+        frame = gl.results.results_frame([rec])
+    assert frame["future_field"].tolist() == [3]
+
+
+def test_the_committed_results_still_read_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        records = gl.results.load_results(RESULTS / "ablations-cpu.jsonl")
+        frame = gl.results.results_frame(records)
+    assert len(frame) == len(records) > 0
+    assert all(RunConfig.from_dict(r["config"]).run_id == r["run_id"] for r in records)
+
+
+# 13. a diverged run keeps its checkpoint
+
+
+def test_a_diverged_run_keeps_its_checkpoint_and_says_which_group(synthetic_root, tmp_path):
+    base = dict(network="conv2", per_class=20, test_per_class=10, epochs=3, batch_size=50, track_test=False)
+    diverging = RunConfig(**base, method="naive_gumbel", mask_lr=1e9)
+    out, notes = tmp_path / "r.jsonl", []
+    [rec] = run_grid([diverging], out, data_root=synthetic_root, device="cpu", progress=False, log=notes.append)
+    assert rec["status"] == "diverged" and "mask_lr" not in rec["error"]
+    checkpoint = tmp_path / "r.checkpoints" / f"{diverging.run_id}.pt"
+    if "kept in the checkpoint" in rec["error"]:
+        assert checkpoint.exists()
+    else:
+        assert "no checkpoint" in rec["error"]
+
+
+# 15. strict JSON, readable shards, distinct labels, plain integers
+
+
+def test_results_never_contain_bare_nan(tmp_path):
+    out = tmp_path / "r.jsonl"
+    append_jsonl(out, record("a", wall_time=math.nan, history={"val_accuracy": [math.nan, 0.5]}))
+    text = out.read_text()
+    assert "NaN" not in text
+    assert json.loads(text)["history"]["val_accuracy"] == [None, 0.5]
