@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -143,3 +144,69 @@ def test_results_never_contain_bare_nan(tmp_path):
     text = out.read_text()
     assert "NaN" not in text
     assert json.loads(text)["history"]["val_accuracy"] == [None, 0.5]
+
+
+# 4. --jobs: results kept as they complete, pending runs cancelled, workers never orphaned
+
+
+def test_with_jobs_a_failing_run_keeps_the_finished_ones(synthetic_root, tmp_path):
+    good = RunConfig(**{**TINY, "epochs": 2})
+    bad = RunConfig(**{**TINY, "dataset": "cifar100"})  # not in the synthetic cache: fails at once
+    out = tmp_path / "r.jsonl"
+    with pytest.raises(gl.DatasetError, match="cifar100 not found"):
+        run_grid([bad, good], out, jobs=2, data_root=synthetic_root, device="cpu", log=lambda _: None)
+    assert [r["run_id"] for r in read_results(out)] == [good.run_id]
+
+
+GRID_SCRIPT = """
+import sys
+from gumbel_lite.config import RunConfig
+from gumbel_lite.runner import run_grid
+configs = [RunConfig(network="conv2", per_class=10, test_per_class=10, epochs=100000, batch_size=32, track_test=False, seed=s)
+           for s in range(4)]
+run_grid(configs, sys.argv[1] + "/r.jsonl", jobs=2, data_root=sys.argv[2], device="cpu")
+"""
+
+
+def _children(pid):
+    children = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        children |= {int(c) for c in (task / "children").read_text().split()}
+    return children
+
+
+def _alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
+@pytest.mark.parametrize("how", ["sigkill", "sigint"])
+def test_workers_stop_when_the_parent_is_killed_or_interrupted(synthetic_root, tmp_path, how):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    parent = subprocess.Popen([sys.executable, "-c", GRID_SCRIPT, str(tmp_path), str(synthetic_root)], env=env)
+    workers = set()
+    try:
+        deadline = time.time() + 120
+        while len(list((tmp_path / "r.checkpoints").glob("*.pt"))) < 2 and time.time() < deadline:  # both workers train
+            time.sleep(0.5)
+        workers = {c for c in _children(parent.pid) if _alive(c)}
+        assert workers, "the grid did not start"
+        parent.send_signal(signal.SIGKILL if how == "sigkill" else signal.SIGINT)
+        deadline = time.time() + 30
+        while any(_alive(w) for w in workers) and time.time() < deadline:
+            time.sleep(0.5)
+        assert not any(_alive(w) for w in workers), f"workers still running after the parent got {how}"
+        parent.wait(timeout=30)
+    finally:
+        for pid in (parent.pid, *workers):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        parent.wait()
