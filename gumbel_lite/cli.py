@@ -17,7 +17,8 @@ from pathlib import Path
 from .config import GRIDS, RunConfig, grid, smoke
 from .data import DatasetError, prepare
 from .masking import METHODS
-from .runner import read_results, run_grid
+from .runner import check_targets, read_results, run_grid
+from .train import CheckpointError
 
 CHOICES = {
     "dataset": ("cifar10", "cifar100"),
@@ -31,6 +32,8 @@ CHOICES = {
 # bf16 autocast and channels_last: "auto" (on where the device computes in bf16 natively), on, off
 SWITCHES = {"bf16", "channels_last"}
 SWITCH_VALUES = {"auto": "auto", "on": True, "off": False}
+# the fields --smoke sets itself
+SMOKE_FIELDS = ("epochs", "batch_size", "per_class", "test_per_class")
 
 
 def _optional(kind):
@@ -133,12 +136,17 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError:
                 parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
             over = config_from_args(args, skip_unset=True)
-            over.pop("seed", None)
+            if "seed" in over:
+                parser.error("a grid takes its seeds from --seeds (e.g. --seeds 7), not --seed")
             configs = grid(args.name, seeds, **over)
             jobs = args.jobs
             if jobs < 1:
                 parser.error(f"--jobs must be >= 1, got {jobs}")
         if getattr(args, "smoke", False):
+            overridden = [f for f in SMOKE_FIELDS if getattr(args, f) not in (None, RunConfig.__dataclass_fields__[f].default)]
+            if overridden:
+                flags = ", ".join("--" + f.replace("_", "-") for f in overridden)
+                print(f"warning: --smoke sets its own {flags} (seconds-long runs); the values given are not used", file=sys.stderr)
             configs = [smoke(c) for c in configs]
     except ValueError as e:
         parser.error(str(e))
@@ -146,8 +154,13 @@ def main(argv: list[str] | None = None) -> int:
         for c in configs:
             print(c.run_id, c.label, f"seed={c.seed}", f"epochs={c.epochs}")
         return 0
+    try:  # before any work: a bad path or device would otherwise surface only after training
+        check_targets(args.out, args.checkpoint_dir, args.device)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
-        run_grid(
+        new = run_grid(
             configs,
             args.out,
             jobs=jobs,
@@ -157,13 +170,19 @@ def main(argv: list[str] | None = None) -> int:
             download=args.download,
             progress=False if args.no_progress else None,
         )
-    except (DatasetError, FloatingPointError, ValueError) as e:
+    except (DatasetError, CheckpointError, FloatingPointError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         print(f"(results already in {args.out} are kept)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished runs are in {args.out}; re-run the same command to resume", file=sys.stderr)
         return 130
+    failed = [r for r in new if r.get("status", "ok") != "ok"]
+    if failed:
+        print(f"error: {len(failed)} run(s) did not finish well (recorded in {args.out}, not retried):", file=sys.stderr)
+        for r in failed:
+            print(f"  {r['label']} seed {r['seed']} ({r['run_id']}): {r['status']}: {r.get('error')}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -386,9 +386,18 @@ GRIDS["ablations"] = ablations
 def grid(name: str, seeds: list[int] | tuple[int, ...] | None = None, **overrides) -> list[RunConfig]:
     """The configs of grid ``name``, once per seed, with ``overrides`` applied to each.
 
+    Overriding a field the grid varies (``tau`` in ``ablation-tau``) is refused.
     ``seeds=None`` keeps the grid's own seeds (0, unless the grid sets them, as ``paper-cpu``'s
     tiers do).
     """
     check_choice("grid", name, tuple(GRIDS))
+    own = GRIDS[name]()
+    varied = sorted(k for k in overrides if len({getattr(c, k) for c in own}) > 1)
+    if varied:
+        values = {k: sorted({getattr(c, k) for c in own}, key=repr) for k in varied}
+        raise ValueError(
+            f"grid {name} varies {', '.join(f'{k} over {v}' for k, v in values.items())}; overriding "
+            f"{', '.join(varied)} would collapse those runs into one. Drop the override, or build the configs yourself"
+        )
     configs = GRIDS[name](**overrides)
     return configs if seeds is None else [replace(c, seed=s) for s in seeds for c in configs]

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checks import check_choice
+from .checks import check_choice, check_number
 
 DATASETS = {"cifar10": 10, "cifar100": 100}
 PIPELINES = ("device", "dataloader")
@@ -62,9 +62,13 @@ def sha256_file(path: Path) -> str:
 
 
 def atomic_savez(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` to a unique temporary file, readable by everyone the umask allows (a shared cache), then renamed."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
     os.close(fd)
     np.savez(tmp, **arrays)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)
 
 
@@ -112,13 +116,64 @@ def download_to_cache(name: str, root: Path) -> Path:
     return write_cache(name, root, splits, classes)
 
 
+def _fix(name: str, root: Path) -> str:
+    return f"Fix: python -m gumbel_lite prepare {name} --download --data-root {root} (it repairs the cache)"
+
+
+def read_meta(folder: Path) -> dict:
+    """The cache's ``meta.json``, checked: a bad one is a :class:`DatasetError` that names it."""
+    path = folder / "meta.json"
+    try:
+        meta = json.loads(path.read_text())
+        ok = isinstance(meta, dict) and isinstance(meta.get("shards"), dict) and isinstance(meta.get("classes"), list)
+        ok = ok and all(isinstance(v, dict) and {"split", "count", "sha256"} <= set(v) for v in meta["shards"].values())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DatasetError(f"{path} cannot be read ({e}). {_fix(folder.name, folder.parent)}") from e
+    if not ok:
+        raise DatasetError(f"{path} is not a prepared-cache index (no valid 'shards' / 'classes'). {_fix(folder.name, folder.parent)}")
+    return meta
+
+
+def check_cache(folder: Path, verify: bool = True) -> str | None:
+    """What is wrong with a prepared cache (missing, unlisted or corrupted shards, bad counts), or ``None``."""
+    try:
+        meta = read_meta(folder)
+    except DatasetError as e:
+        return str(e)
+    for split in ("train", "test"):
+        listed = {k: v for k, v in meta["shards"].items() if v["split"] == split}
+        if not listed:
+            return f"{folder / 'meta.json'} lists no {split} shard"
+        total = sum(v["count"] for v in listed.values())
+        if f"{split}_count" in meta and total != meta[f"{split}_count"]:
+            return f"{folder / 'meta.json'} lists {total} {split} images in its shards, but {split}_count is {meta[f'{split}_count']}"
+        for shard, entry in listed.items():
+            path = folder / shard
+            if not path.exists():
+                return f"{path} is missing"
+            if verify and sha256_file(path) != entry["sha256"]:
+                return f"{path} is corrupted (sha256 mismatch)"
+    return None
+
+
 def prepare(name: str, root: str | Path | None = None, download: bool = False) -> Path:
-    """Return the prepared-cache folder of ``name``, downloading and converting it if allowed."""
+    """Return the prepared-cache folder of ``name``, downloading and converting it if allowed.
+
+    With ``download=True`` an existing cache is checked (every shard against ``meta.json``) and
+    rebuilt when a shard is missing or corrupted, or ``meta.json`` is bad.
+    """
     check_choice("dataset", name, tuple(DATASETS))
     root = Path(root) if root is not None else default_root()
     folder = root / name
     if (folder / "meta.json").exists():
-        return folder
+        if not download:
+            read_meta(folder)
+            return folder
+        problem = check_cache(folder)
+        if problem is None:
+            return folder
+        print(f"repairing the {name} cache in {folder}: {problem}")
+        return download_to_cache(name, root)
     if not download:
         raise DatasetError(
             f"{name} not found: {folder / 'meta.json'} does not exist and downloads are off. "
@@ -136,23 +191,47 @@ def load_split(
     verify: bool = True,
     max_shards: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Read one split (``"train"`` or ``"test"``) of the prepared cache, checking every sha256."""
+    """Read one split (``"train"`` or ``"test"``) of the prepared cache, checking every sha256, count, shape and dtype."""
     check_choice("split", split, ("train", "test"))
     folder = prepare(name, root, download)
-    meta = json.loads((folder / "meta.json").read_text())
+    root = folder.parent
+    meta = read_meta(folder)
     shards = sorted(k for k, v in meta["shards"].items() if v["split"] == split)[:max_shards]
+    if not shards:
+        raise DatasetError(f"{folder / 'meta.json'} lists no {split} shard. {_fix(name, root)}")
+    listed = sum(meta["shards"][k]["count"] for k in shards)
+    expected = meta.get(f"{split}_count")
+    if max_shards is None and expected is not None and listed != expected:
+        raise DatasetError(
+            f"{folder / 'meta.json'} lists {listed:,} {split} images in its shards but {split}_count is {expected:,}: "
+            f"a shard is missing from the index. {_fix(name, root)}"
+        )
     parts = []
     for shard in shards:
         path = folder / shard
         if not path.exists():
-            raise DatasetError(f"{path} is missing (listed in {folder / 'meta.json'}). Fix: prepare the dataset again.")
+            raise DatasetError(f"{path} is missing (listed in {folder / 'meta.json'}). {_fix(name, root)}")
         if verify and sha256_file(path) != meta["shards"][shard]["sha256"]:
             raise DatasetError(
                 f"{path} is corrupted: its sha256 does not match {folder / 'meta.json'}. "
-                f"Fix: delete {path} (or the whole {folder}) and prepare the dataset again."
+                f"Fix: delete {path}, then {_fix(name, root)[5:]}"
             )
+        count = meta["shards"][shard]["count"]
         with np.load(path) as z:
-            parts.append({k: z[k] for k in z.files})
+            part = {k: z[k] for k in z.files}
+        shapes = {"images": (count, 32, 32, 3), "labels": (count,), "coarse_labels": (count,)}
+        for key in ("images", "labels") + (("coarse_labels",) if "coarse_labels" in part else ()):
+            array = part.get(key)
+            if array is None or array.shape != shapes[key] or array.dtype != np.uint8:
+                found = "nothing" if array is None else f"{array.dtype} {list(array.shape)}"
+                raise DatasetError(
+                    f"{path}: {key} must be uint8 {list(shapes[key])} (HWC images, as {folder / 'meta.json'} says), "
+                    f"found {found}. {_fix(name, root)}"
+                )
+        parts.append(part)
+    keys = set(parts[0])
+    if any(set(p) != keys for p in parts):
+        raise DatasetError(f"the {split} shards in {folder} do not hold the same arrays. {_fix(name, root)}")
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -215,20 +294,21 @@ class CifarData:
         check_choice("pipeline", pipeline, PIPELINES)
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = check_number("batch_size", batch_size, integer=True, minimum=1)
+        per_class = check_number("per_class", per_class, integer=True, minimum=1, optional=True)
+        test_per_class = check_number("test_per_class", test_per_class, integer=True, minimum=1, optional=True)
         self.name, self.device, self.batch_size, self.augment = name, torch.device(device), batch_size, augment
         self.pipeline, self.num_workers, self.seed = pipeline, num_workers, seed
         self.num_classes = DATASETS[name]
         folder = prepare(name, root, download)
-        self.classes = json.loads((folder / "meta.json").read_text())["classes"]
+        self.classes = read_meta(folder)["classes"]
         train, test = load_split(name, "train", root), load_split(name, "test", root)
         train_idx = np.arange(len(train["labels"]))
         if per_class is not None:
             train_idx = per_class_subset(train["labels"], per_class, seed)
         order = np.random.default_rng(seed).permutation(train_idx)
         n_val = int(round(val_fraction * len(order)))
-        test_idx = per_class_subset(test["labels"], test_per_class, seed) if test_per_class else slice(None)
+        test_idx = per_class_subset(test["labels"], test_per_class, seed) if test_per_class is not None else slice(None)
         self.splits = {
             "train": self._to_device(train, np.sort(order[n_val:])),
             "val": self._to_device(train, np.sort(order[:n_val])),

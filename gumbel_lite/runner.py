@@ -32,14 +32,28 @@ from .train import History, device_name, seed_everything, train
 HISTORY_KEYS = ("loss", "train_accuracy", "val_accuracy", "test_accuracy", "epoch_time", "density", "flip_rate", "mean_p_sel")
 
 
+def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+
+
 def git_commit() -> str:
-    """The commit of the package's repository (``+dirty`` if it has local changes), or ``unknown``."""
+    """The commit of this project's repository (``+dirty`` if it has local changes), or ``unknown``.
+
+    Only a repository whose top level holds this very package (``gumbel_lite/`` next to a
+    ``pyproject.toml`` naming gumbel-lite) counts: an installed copy inside some other
+    repository (a virtual environment in another project) records ``unknown``, never that
+    repository's commit.
+    """
     here = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=10
-        )
+        top = _git(["rev-parse", "--show-toplevel"], here)
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != here.parent:
+            return "unknown"
+        pyproject = here.parent / "pyproject.toml"
+        if not pyproject.is_file() or 'name = "gumbel-lite"' not in pyproject.read_text():
+            return "unknown"
+        sha = _git(["rev-parse", "HEAD"], here)
+        dirty = _git(["status", "--porcelain", "--untracked-files=no"], here)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if sha.returncode != 0:
@@ -50,9 +64,12 @@ def git_commit() -> str:
 def provenance(device: torch.device) -> dict:
     import torchvision
 
+    from . import __version__
+
     return {
         "device": str(device),
         "device_name": device_name(device),
+        "gumbel_lite": __version__,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "python": platform.python_version(),
@@ -333,6 +350,45 @@ def _run_in_worker(config_dict: dict, out: str, kwargs: dict) -> tuple[dict | No
     return _claim_and_run(RunConfig.from_dict(config_dict), Path(out), kwargs)
 
 
+def _check_writable(path: Path, what: str, folder: bool) -> None:
+    if path.exists() and path.is_dir() != folder:
+        raise ValueError(f"{what} {path} is {'a file' if folder else 'a directory'}: give {'a folder' if folder else 'a file name'}")
+    existing = path if path.exists() else next(p for p in path.absolute().parents if p.exists())
+    if not existing.is_dir() and existing != path:
+        raise ValueError(f"{what} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK) or (existing == path and folder and not os.access(path, os.X_OK)):
+        raise ValueError(f"{what} {path} is not writable ({existing} does not let this user write)")
+
+
+def check_device(device: str | torch.device | None) -> torch.device | None:
+    """``device`` as a ``torch.device``, refusing unknown names and devices this machine does not have."""
+    if device is None:
+        return None
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown device {str(device)!r}; use cpu, cuda, cuda:N or mps ({e})") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} asked for, but this machine has no usable CUDA GPU; use --device cpu (or leave it out)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise ValueError("device mps asked for, but Apple MPS is not available here; use --device cpu (or leave it out)")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {device} is not supported; use cpu, cuda or mps")
+    return device
+
+
+def check_targets(out: str | Path, checkpoint_dir: str | Path | None = None, device: str | torch.device | None = None) -> None:
+    """Before any run: ``out`` is a writable file path, ``checkpoint_dir`` a writable folder, ``device`` exists here."""
+    out = Path(out)
+    if out.exists() and not out.is_dir() and not os.access(out, os.W_OK):
+        raise ValueError(f"results file {out} is not writable")
+    _check_writable(out, "results file", folder=False)
+    _check_writable(Path(checkpoint_dir) if checkpoint_dir else out.with_suffix(".checkpoints"), "checkpoint folder", folder=True)
+    check_device(device)
+
+
 def run_grid(
     configs: list[RunConfig],
     out: str | Path,
@@ -356,6 +412,7 @@ def run_grid(
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     out = Path(out)
+    check_targets(out, checkpoint_dir, device)
     done = {r["run_id"] for r in read_results(out)}
     todo = [c for c in dict.fromkeys(configs) if c.run_id not in done]
     log(f"{len(configs) - len(todo)} of {len(configs)} runs already in {out}; {len(todo)} to run")
