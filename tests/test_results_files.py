@@ -210,3 +210,19 @@ def test_workers_stop_when_the_parent_is_killed_or_interrupted(synthetic_root, t
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
         parent.wait()
+
+
+def test_two_grids_on_one_file_write_each_run_once(synthetic_root, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    args = ["grid", "ablation-tau", "--seeds", "0,1", "--smoke", "--device", "cpu", "--no-progress"]
+    command = [sys.executable, "-m", "gumbel_lite", *args, "--data-root", str(synthetic_root), "--out", str(out)]
+    grids = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for g in grids:
+        _, err = g.communicate(timeout=600)
+        assert g.returncode == 0, err
+    lines = out.read_text().splitlines()
+    assert len(lines) == 8 and len({json.loads(line)["run_id"] for line in lines}) == 8
