@@ -175,6 +175,47 @@ def _atomic_save(obj, path: Path) -> None:
         raise
 
 
+def train_one_epoch(model: nn.Module, data, optimizer: torch.optim.Optimizer, bf16: bool, channels_last: bool) -> tuple[float, float]:
+    """One pass over the training batches; returns the mean training loss and accuracy."""
+    device = data.device
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    count = 0
+    for images, labels in data.train_batches():
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            logits = model(images)
+            loss = F.cross_entropy(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(labels)
+        correct += (logits.argmax(1) == labels).sum()
+        count += len(labels)
+    return float(loss_sum) / count, float(correct) / count
+
+
+def evaluate_epoch(model: nn.Module, data, bf16: bool, track_test: bool) -> dict[str, float]:
+    """Validation loss and accuracy (NaN without a validation split), and the monitored test accuracy."""
+    nan = float("nan")
+    val = evaluate(model, data, "val", bf16=bf16) if len(data.splits["val"]) else {"accuracy": nan, "loss": nan}
+    return {
+        "val_loss": val["loss"],
+        "val_accuracy": val["accuracy"],
+        # monitored for time-to-accuracy curves only; model selection uses validation
+        "test_accuracy": evaluate(model, data, "test", bf16=bf16)["accuracy"] if track_test else nan,
+    }
+
+
+def mask_record(model: nn.Module, masks: dict[str, torch.Tensor], previous: dict[str, torch.Tensor]) -> dict:
+    """The epoch's mask quantities: density (overall and per layer), flip rate since ``previous``, statistics of p_sel."""
+    flips = sum(int((masks[k] != previous[k]).sum()) for k in masks)
+    d = density(model)
+    return dict(density=d.overall, density_per_layer=d.per_layer, flip_rate=flips / d.total, **mask_statistics(model))
+
+
 def check_finite(optimizer: torch.optim.Optimizer, train_loss: float, epoch: int, checkpoint: Path | None) -> None:
     """Raise ``FloatingPointError`` if the loss or any parameter is not finite, naming the parameter group(s) at fault."""
     bad = [
@@ -321,49 +362,21 @@ def train(
             history.stopped_early = True
             break
         t0 = time.perf_counter()
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        count = 0
-        for images, labels in data.train_batches():
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
-                logits = model(images)
-                loss = F.cross_entropy(logits.float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(labels)
-            correct += (logits.argmax(1) == labels).sum()
-            count += len(labels)
-        train_loss = float(loss_sum) / count
+        train_loss, train_accuracy = train_one_epoch(model, data, optimizer, bf16, channels_last)
         check_finite(optimizer, train_loss, epoch, checkpoint if checkpoint and checkpoint.exists() else None)
         lr_now = {g["name"]: g["lr"] for g in optimizer.param_groups}
         scheduler.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
         epoch_time = time.perf_counter() - t0
-        val = evaluate(model, data, "val", bf16=bf16) if len(data.splits["val"]) else {"accuracy": float("nan"), "loss": float("nan")}
-        record = {
-            "epoch": epoch,
-            "loss": train_loss,
-            "train_accuracy": float(correct) / count,
-            "val_loss": val["loss"],
-            "val_accuracy": val["accuracy"],
-            # monitored for time-to-accuracy curves only; model selection uses validation
-            "test_accuracy": evaluate(model, data, "test", bf16=bf16)["accuracy"] if track_test else float("nan"),
-            "epoch_time": epoch_time,
-            "lr": lr_now,
-        }
+        record = {"epoch": epoch, "loss": train_loss, "train_accuracy": train_accuracy, **evaluate_epoch(model, data, bf16, track_test)}
+        record.update(epoch_time=epoch_time, lr=lr_now)
         if masked:
             masks = deterministic_masks(model)
-            flips = sum(int((masks[k] != previous[k]).sum()) for k in masks)
-            d = density(model)
-            record.update(density=d.overall, density_per_layer=d.per_layer, flip_rate=flips / d.total, **mask_statistics(model))
+            record.update(mask_record(model, masks, previous))
             previous = masks
         history.epochs.append(record)
-        score = val["accuracy"] if math.isfinite(val["accuracy"]) else record["train_accuracy"]
+        score = record["val_accuracy"] if math.isfinite(record["val_accuracy"]) else record["train_accuracy"]
         if history.best_epoch < 0 or score > history.best_val_accuracy:
             history.best_epoch, history.best_val_accuracy, since_best = epoch, score, 0
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -373,7 +386,7 @@ def train(
         if checkpoint:
             save_checkpoint(checkpoint, model, optimizer, scheduler, history, best_state, epoch, data, device)
         bar.set_postfix(
-            loss=f"{train_loss:.3f}", val=f"{val['accuracy']:.3f}", **({"density": f"{record['density']:.3f}"} if masked else {})
+            loss=f"{train_loss:.3f}", val=f"{record['val_accuracy']:.3f}", **({"density": f"{record['density']:.3f}"} if masked else {})
         )
         if on_epoch is not None:
             on_epoch(record)
