@@ -163,3 +163,16 @@ def test_tau_ablation_runs_have_distinct_labels():
 def test_train_accepts_numpy_integers(synthetic_root):
     net, data = small(synthetic_root)
     assert len(gl.train(net, data, epochs=np.int64(1), progress=False).epochs) == 1
+
+
+def test_a_divergence_after_the_first_epoch_points_at_the_kept_checkpoint(synthetic_root, tmp_path):
+    checkpoint = tmp_path / "run.pt"
+    net, data = small(synthetic_root)
+
+    def poison(record):
+        with torch.no_grad():
+            next(gl.masked_layers(net))[2].mask_logits.fill_(math.inf)
+
+    with pytest.raises(FloatingPointError, match=rf"in epoch 1; .*mask_logits.*kept in the checkpoint {checkpoint}"):
+        gl.train(net, data, epochs=3, mask_lr=100, checkpoint=checkpoint, progress=False, on_epoch=poison)
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 0
