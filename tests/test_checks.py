@@ -2,7 +2,6 @@
 
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,22 +9,6 @@ import torch
 
 import gumbel_lite as gl
 from gumbel_lite.config import RunConfig
-
-RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
-TINY = dict(network="conv2", per_class=10, test_per_class=10, epochs=1, batch_size=32, track_test=False, mask_lr=2000.0)
-
-
-def record(run_id, **extra):
-    return {
-        "run_id": run_id,
-        "label": "x",
-        "config": RunConfig().to_dict(),
-        "seed": 0,
-        "smoke": False,
-        "metrics": {"test_accuracy": 0.5},
-        **extra,
-    }
-
 
 # 3. no code runs from a file; corruption is detected and named
 

@@ -13,21 +13,7 @@ import gumbel_lite as gl
 from gumbel_lite.config import RunConfig
 from gumbel_lite.runner import append_jsonl, read_results, run_grid
 
-RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
-TINY = dict(network="conv2", per_class=10, test_per_class=10, epochs=1, batch_size=32, track_test=False, mask_lr=2000.0)
-
-
-def record(run_id, **extra):
-    return {
-        "run_id": run_id,
-        "label": "x",
-        "config": RunConfig().to_dict(),
-        "seed": 0,
-        "smoke": False,
-        "metrics": {"test_accuracy": 0.5},
-        **extra,
-    }
-
+from .helpers import RESULTS, TINY, record
 
 # 1. a torn last line never swallows the next record
 
