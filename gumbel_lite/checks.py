@@ -16,6 +16,12 @@ def check_choice(name: str, value, choices) -> None:
         raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(map(repr, choices))}")
 
 
+def check_switch(name: str, value) -> None:
+    """A setting that is ``"auto"``, ``True`` or ``False`` (bf16 autocast, channels_last)."""
+    if not (isinstance(value, bool) or value == "auto"):
+        raise ValueError(f"{name} must be 'auto', True or False, got {value!r}")
+
+
 def check_number(
     name: str,
     value,

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 
-from .checks import check_choice, check_number
+from .checks import check_choice, check_number, check_switch
 from .data import DATASETS, PIPELINES
 from .masking import METHODS, RESCALES, SIGNED_CONSTANT_LAYERS
 from .models import NETWORKS
@@ -74,9 +74,8 @@ class RunConfig:
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("pipeline", self.pipeline, PIPELINES)
         check_choice("signed_constant_layers", self.signed_constant_layers, SIGNED_CONSTANT_LAYERS)
-        for name in ("bf16", "channels_last"):
-            if not (isinstance(getattr(self, name), bool) or getattr(self, name) == "auto"):
-                raise ValueError(f"{name} must be 'auto', True or False, got {getattr(self, name)!r}")
+        check_switch("bf16", self.bf16)
+        check_switch("channels_last", self.channels_last)
         numbers = [
             ("tau", dict(above=0)),
             ("keep_fraction", dict(above=0, maximum=1)),

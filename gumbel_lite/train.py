@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_choice, check_number
+from .checks import check_choice, check_number, check_switch
 from .masking import density, deterministic_masks, is_masked, mask_mode, mask_statistics, parameter_groups
 
 SCHEDULES = ("constant", "cosine")
@@ -106,9 +106,8 @@ def resolve_fast_path(device: torch.device | str, bf16: bool | str = "auto", cha
 
     Explicit ``True`` / ``False`` win. Returns ``(bf16, channels_last)`` as booleans.
     """
-    for name, value in (("bf16", bf16), ("channels_last", channels_last)):
-        if not (isinstance(value, bool) or value == "auto"):
-            raise ValueError(f"{name} must be 'auto', True or False, got {value!r}")
+    check_switch("bf16", bf16)
+    check_switch("channels_last", channels_last)
     fast = native_bf16(device)
     return (fast if bf16 == "auto" else bool(bf16)), (fast if channels_last == "auto" else bool(channels_last))
 
