@@ -12,13 +12,14 @@ OFFLINE_DATASETS := ../shared/tools/materialize_datasets.py
 # Debian/Ubuntu packages (Chromium for the browser check) need root.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: book test install data lint unit notebooks nbval students browser benchmark clean
+.PHONY: book test install data lint unit notebooks nbval students colab browser benchmark clean
 
 book: install
 	bash scripts/build_book.sh
 
-# Every check CI runs: lint, unit tests, notebooks (smoke), nbval, book build, browser test.
-test: install data lint unit notebooks nbval students book browser
+# Every check CI runs: lint, unit tests, notebooks (smoke), nbval, student and Colab editions,
+# book build, browser test.
+test: install data lint unit notebooks nbval students colab book browser
 
 install: $(STAMP)
 
@@ -43,6 +44,7 @@ data: install
 lint: install
 	$(BIN)/ruff check gumbel_lite tests scripts book
 	$(BIN)/python scripts/notebook_header.py --check
+	$(BIN)/python scripts/make_colab_notebooks.py --check
 
 unit: install data
 	$(BIN)/pytest -q
@@ -58,6 +60,11 @@ nbval: install data
 # Student copies (solutions removed) are generated and each is executed in smoke mode.
 students: install data
 	$(BIN)/python scripts/make_student_notebooks.py --check
+
+# Colab editions run as on Colab: alone in an empty folder, the install cell cloning this
+# repository and installing the package from it (smoke mode).
+colab: install data
+	$(BIN)/python scripts/check_colab.py 02 09 10
 
 # Headless Chromium opens built pages: math typeset offline, figures loaded, screenshots kept.
 browser: book
