@@ -56,8 +56,7 @@ def header_cells(notebook: Path) -> dict[str, nbformat.NotebookNode]:
     # Its images are in book/images/, so the offline book shows them too.
     colab = f"https://colab.research.google.com/github/{github}/blob/{branch}/colab/{notebook.name}"
     badge = (
-        f"[![Open in Colab](images/open-in-colab.svg)]({colab})\n"
-        f"[![View on GitHub](images/view-on-github.svg)]({url}/blob/{branch}/{rel})"
+        f"[![Open in Colab](images/open-in-colab.svg)]({colab})\n[![View on GitHub](images/view-on-github.svg)]({url}/blob/{branch}/{rel})"
     )
     install = (
         "# On Colab: fetch the book's repository, install its package, work in its book/ folder.\n"
