@@ -66,7 +66,8 @@ students: install data
 colab: install data
 	$(BIN)/python scripts/check_colab.py 02 09 10
 
-# Headless Chromium opens built pages: math typeset offline, figures loaded, screenshots kept.
+# Playwright (test extra) drives the system's headless Chromium, never a downloaded one, through
+# the built pages: math typeset offline, figures loaded, no request leaving the machine, screenshots kept.
 browser: book
 	@command -v chromium > /dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium > /dev/null)
 	$(BIN)/python scripts/browser_check.py

@@ -6,13 +6,16 @@ For each page (default: every ``_build/html/book/*.html``):
 - math is typeset: MathJax finished, at least one ``mjx-container``, no ``mjx-merror`` and no
   raw ``\\[``/``$$`` left in the text; MathJax's web fonts loaded (no CDN: they are vendored);
 - every ``<img>`` loaded (``complete`` and ``naturalWidth > 0``);
-- no request left the machine (only the local server is allowed);
-- a full-page screenshot is saved to ``_build/screenshots/<page>.png``.
+- no request left the machine (only the local server is allowed; any other request is blocked
+  and reported), no request failed and no local file answered with an HTTP error;
+- the page's scripts raised no uncaught error (but a known one of the theme);
+- a screenshot of the whole page (up to 16,000 pixels high) is saved to
+  ``_build/screenshots/<page>.png``.
 
 The pages are served from ``_build/html`` by a local HTTP server on 127.0.0.1 (a thread of this
-script), as a reader's browser would load them. Chromium is driven through the DevTools
-protocol over a pipe (``--remote-debugging-pipe``): no Python dependency beyond the standard
-library. Needs Debian's ``chromium`` (``apt-get install -y chromium``).
+script), as a reader's browser would load them. Chromium is driven by Playwright (pip
+``playwright``, in the ``test`` extra) with the system's browser, Debian's ``chromium``
+(``apt-get install -y chromium``): ``playwright install`` is never needed and nothing is downloaded.
 
     python scripts/browser_check.py                    # all chapters
     python scripts/browser_check.py book/03_gumbel_max.html --min-math 50
@@ -21,26 +24,20 @@ library. Needs Debian's ``chromium`` (``apt-get install -y chromium``).
 from __future__ import annotations
 
 import argparse
-import base64
-import fcntl
 import functools
 import http.server
 import json
-import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
 
+# Playwright adds --headless and its own automation flags; these keep Chromium quiet and offline.
 CHROMIUM_FLAGS = [
-    "--headless",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-background-networking",
@@ -49,127 +46,58 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
     "--hide-scrollbars",
     "--mute-audio",
-    "--window-size=1280,2000",
 ]
+VIEWPORT = {"width": 1280, "height": 2000}
+MAX_SHOT_HEIGHT = 16000  # Chromium cannot capture much taller surfaces in one piece
+LOAD_TIMEOUT_MS = 60_000
+# Requests Chromium aborts itself (a navigation superseding a prefetch, ...) are not failures.
+CANCELED = ("net::ERR_ABORTED",)
+# Uncaught errors that come from the theme, not from the book: Jupyter Book 1.x writes
+# sphinx-thebe's `const THEBE_JS_URL = ...` config script into every page twice, and the second
+# copy throws. Thebe (live code) is not enabled here; nothing a reader sees depends on it.
+KNOWN_SCRIPT_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)
 
-# Evaluated in the page once it has loaded; resolves when MathJax is done (or absent).
+# Called in the page once it has loaded; resolves when MathJax is done (or absent), or fails
+# after REPORT_TIMEOUT_MS (Playwright's evaluate itself has no timeout).
+REPORT_TIMEOUT_MS = 90_000
 PAGE_REPORT = r"""
-(async () => {
-  const started = Date.now();
-  while (!(window.MathJax && MathJax.startup && MathJax.startup.promise) && Date.now() - started < 15000) {
-    await new Promise(r => setTimeout(r, 100));
-  }
-  const mathjax = !!(window.MathJax && MathJax.startup && MathJax.startup.promise);
-  if (mathjax) { await MathJax.startup.promise; }
-  await document.fonts.ready;
-  const images = Array.from(document.images).map(i => ({
-    src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0, width: i.naturalWidth}));
-  const text = document.querySelector('main') ? document.querySelector('main').innerText : document.body.innerText;
-  const fonts = Array.from(document.fonts).filter(f => f.family.replace(/"/g, '').startsWith('MJX'));
-  return JSON.stringify({
-    mathjax: mathjax,
-    version: mathjax ? MathJax.version : null,
-    math: document.querySelectorAll('mjx-container').length,
-    math_elements: document.querySelectorAll('.math').length,
-    untypeset: Array.from(document.querySelectorAll('.math')).filter(e => !e.querySelector('mjx-container'))
-      .map(e => e.textContent.slice(0, 80)),
-    errors: Array.from(document.querySelectorAll('mjx-merror'))
-      .map(e => e.getAttribute('data-mjx-error') || e.textContent.slice(0, 80)),
-    raw: (text.match(/\\\[|\$\$|\\begin\{/g) || []).length,
-    fonts_loaded: fonts.filter(f => f.status === 'loaded').length,
-    fonts_failed: fonts.filter(f => f.status === 'error').map(f => f.family),
-    images: images,
-    wide: Array.from(document.querySelectorAll('mjx-container[display="true"]'))
-      .filter(e => e.firstElementChild && e.firstElementChild.getBoundingClientRect().width > e.clientWidth + 1)
-      .map(e => (e.closest('.math') || e).textContent.slice(0, 60)),
-    height: Math.ceil(document.documentElement.scrollHeight),
-  });
-})()
+async (timeoutMs) => {
+  const report = async () => {
+    const started = Date.now();
+    while (!(window.MathJax && MathJax.startup && MathJax.startup.promise) && Date.now() - started < 15000) {
+      await new Promise(r => setTimeout(r, 100));
+    }
+    const mathjax = !!(window.MathJax && MathJax.startup && MathJax.startup.promise);
+    if (mathjax) { await MathJax.startup.promise; }
+    await document.fonts.ready;
+    const images = Array.from(document.images).map(i => ({
+      src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0, width: i.naturalWidth}));
+    const text = document.querySelector('main') ? document.querySelector('main').innerText : document.body.innerText;
+    const fonts = Array.from(document.fonts).filter(f => f.family.replace(/"/g, '').startsWith('MJX'));
+    return JSON.stringify({
+      mathjax: mathjax,
+      version: mathjax ? MathJax.version : null,
+      math: document.querySelectorAll('mjx-container').length,
+      math_elements: document.querySelectorAll('.math').length,
+      untypeset: Array.from(document.querySelectorAll('.math')).filter(e => !e.querySelector('mjx-container'))
+        .map(e => e.textContent.slice(0, 80)),
+      errors: Array.from(document.querySelectorAll('mjx-merror'))
+        .map(e => e.getAttribute('data-mjx-error') || e.textContent.slice(0, 80)),
+      raw: (text.match(/\\\[|\$\$|\\begin\{/g) || []).length,
+      fonts_loaded: fonts.filter(f => f.status === 'loaded').length,
+      fonts_failed: fonts.filter(f => f.status === 'error').map(f => f.family),
+      images: images,
+      wide: Array.from(document.querySelectorAll('mjx-container[display="true"]'))
+        .filter(e => e.firstElementChild && e.firstElementChild.getBoundingClientRect().width > e.clientWidth + 1)
+        .map(e => (e.closest('.math') || e).textContent.slice(0, 60)),
+      height: Math.ceil(document.documentElement.scrollHeight),
+    });
+  };
+  const timeout = new Promise((_, reject) =>
+    setTimeout(() => reject(new Error(`no page report after ${timeoutMs} ms`)), timeoutMs));
+  return Promise.race([report(), timeout]);
+}
 """
-
-
-class DevTools:
-    """Minimal Chrome DevTools Protocol client over --remote-debugging-pipe (fds 3 and 4)."""
-
-    def __init__(self, chromium: str, user_data_dir: str):
-        to_chrome_r, self._to_chrome = os.pipe()
-        self._from_chrome, from_chrome_w = os.pipe()
-        # Move the child's ends above 4 so that the dup2 onto 3 and 4 cannot clobber them.
-        to_chrome_r, from_chrome_w = (self._above(fd) for fd in (to_chrome_r, from_chrome_w))
-
-        def child_fds():  # the child reads commands on fd 3 and writes replies on fd 4
-            os.dup2(to_chrome_r, 3)
-            os.dup2(from_chrome_w, 4)
-
-        self.process = subprocess.Popen(
-            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={user_data_dir}", "--remote-debugging-pipe", "about:blank"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            # fds 3 and 4 are created by dup2 in the child; keep them open across exec
-            preexec_fn=child_fds,
-            pass_fds=(3, 4),
-        )
-        os.close(to_chrome_r)
-        os.close(from_chrome_w)
-        self._buffer = b""
-        self._next_id = 0
-        self.events: list[dict] = []
-
-    @staticmethod
-    def _above(fd: int, floor: int = 10) -> int:
-        new = os.dup(fd) if fd >= floor else fcntl.fcntl(fd, fcntl.F_DUPFD, floor)
-        os.close(fd)
-        return new
-
-    def _read_message(self, deadline: float) -> dict:
-        while b"\0" not in self._buffer:
-            if time.monotonic() > deadline:
-                raise TimeoutError("no reply from Chromium")
-            chunk = os.read(self._from_chrome, 1 << 16)
-            if not chunk:
-                raise RuntimeError("Chromium closed the DevTools pipe (did it crash?)")
-            self._buffer += chunk
-        message, self._buffer = self._buffer.split(b"\0", 1)
-        return json.loads(message)
-
-    def send(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 60) -> dict:
-        self._next_id += 1
-        message = {"id": self._next_id, "method": method, "params": params or {}}
-        if session:
-            message["sessionId"] = session
-        os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = self._read_message(deadline)
-            if reply.get("id") == self._next_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
-            self.events.append(reply)
-
-    def wait_event(self, method: str, timeout: float = 60) -> dict:
-        deadline = time.monotonic() + timeout
-        for i, event in enumerate(self.events):
-            if event.get("method") == method:
-                return self.events.pop(i)
-        while True:
-            event = self._read_message(deadline)
-            if event.get("method") == method:
-                return event
-            self.events.append(event)
-
-    def close(self) -> None:
-        try:
-            self.send("Browser.close", timeout=10)
-        except Exception:
-            pass
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        os.close(self._to_chrome)
-        os.close(self._from_chrome)
 
 
 def serve(directory: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
@@ -182,40 +110,40 @@ def serve(directory: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def check_page(tools: DevTools, base: str, page: str, min_math: int) -> list[str]:
-    """Load one page in a fresh tab; return the problems found (empty: the page is fine)."""
-    target = tools.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-    session = tools.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-    tools.events.clear()
-    tools.send("Network.enable", session=session)
-    tools.send("Page.enable", session=session)
-    tools.send("Page.navigate", {"url": f"{base}/{page}"}, session=session)
-    tools.wait_event("Page.loadEventFired")
-    result = tools.send(
-        "Runtime.evaluate", {"expression": PAGE_REPORT, "awaitPromise": True, "returnByValue": True}, session=session, timeout=90
-    )
-    if "exceptionDetails" in result:
-        return [f"page script failed: {result['exceptionDetails']}"]
-    report = json.loads(result["result"]["value"])
-    external = sorted(
-        {
-            e["params"]["request"]["url"]
-            for e in tools.events
-            if e.get("method") == "Network.requestWillBeSent"
-            and not e["params"]["request"]["url"].startswith((base, "data:", "blob:", "about:"))
-        }
-    )
-    failed_requests = [e["params"] for e in tools.events if e.get("method") == "Network.loadingFailed"]
-    tools.send(
-        "Emulation.setDeviceMetricsOverride",
-        {"width": 1280, "height": min(report["height"], 16000), "deviceScaleFactor": 1, "mobile": False},
-        session=session,
-    )
-    shot = tools.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=session, timeout=90)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    shot_path = SHOTS / (page.replace("/", "__").removesuffix(".html") + ".png")
-    shot_path.write_bytes(base64.b64decode(shot["data"]))
-    tools.send("Target.closeTarget", {"targetId": target})
+def is_local(url: str, base: str) -> bool:
+    return url.startswith((base + "/", "data:", "blob:", "about:")) or url == base
+
+
+def check_page(browser, base: str, page_name: str, min_math: int) -> list[str]:
+    """Load one page in a fresh browser context; return the problems found (empty: the page is fine)."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1, service_workers="block")
+    external: set[str] = set()
+    failed: list[str] = []
+    http_errors: list[str] = []
+    script_errors: list[str] = []
+
+    def block_external(route):  # the book must work offline: nothing but the local server is reached
+        external.add(route.request.url)
+        route.abort("internetdisconnected")
+
+    context.route(lambda url: not is_local(url, base), block_external)
+    page = context.new_page()
+    page.on("requestfailed", lambda r: failed.append(f"{r.failure} ({r.url})") if r.url not in external else None)
+    page.on("response", lambda r: http_errors.append(f"HTTP {r.status} ({r.url})") if r.status >= 400 else None)
+    page.on("pageerror", lambda e: script_errors.append(str(e).splitlines()[0][:200]))
+    shot_path = SHOTS / (page_name.replace("/", "__").removesuffix(".html") + ".png")
+    try:
+        page.goto(f"{base}/{page_name}", wait_until="load", timeout=LOAD_TIMEOUT_MS)
+        report = json.loads(page.evaluate(PAGE_REPORT, REPORT_TIMEOUT_MS))
+        page.set_viewport_size({"width": VIEWPORT["width"], "height": min(report["height"], MAX_SHOT_HEIGHT)})
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=shot_path, timeout=90_000)
+    except PlaywrightError as error:
+        return [f"page could not be checked: {error.message.splitlines()[0]}"]
+    finally:
+        context.close()
 
     problems = []
     if report["math_elements"] and not report["mathjax"]:
@@ -234,17 +162,17 @@ def check_page(tools: DevTools, base: str, page: str, min_math: int) -> list[str
     if bad_images:
         problems.append(f"{len(bad_images)} image(s) did not load: {bad_images}")
     if external:
-        problems.append(f"requests left the machine (the book must work offline): {external}")
-    for failure in failed_requests:
-        if not failure.get("canceled"):
-            problems.append(f"request failed: {failure.get('errorText')} (request {failure.get('requestId')})")
+        problems.append(f"requests left the machine (the book must work offline): {sorted(external)}")
+    problems += [f"request failed: {failure}" for failure in failed if not failure.startswith(CANCELED)]
+    problems += [f"local file missing or broken: {error}" for error in http_errors]
+    problems += [f"uncaught script error: {error}" for error in script_errors if not error.startswith(KNOWN_SCRIPT_ERRORS)]
     print(
-        f"  {page}: MathJax {report['version']}, {report['math']}/{report['math_elements']} formulas typeset, "
+        f"  {page_name}: MathJax {report['version']}, {report['math']}/{report['math_elements']} formulas typeset, "
         f"{report['fonts_loaded']} math fonts, {len(report['images'])} images, screenshot "
         f"{shot_path.relative_to(ROOT)}"
     )
     for formula in report["wide"]:
-        print(f"    note {page}: display formula wider than the text column: {formula!r}")
+        print(f"    note {page_name}: display formula wider than the text column: {formula!r}")
     return problems
 
 
@@ -263,24 +191,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (HTML / "index.html").exists():
         sys.exit(f"browser_check: {HTML} has no index.html; build the book first (scripts/build_book.sh)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sys.exit('browser_check: Playwright not found; install it with `pip install -e ".[test]"` (or `pip install playwright`)')
+    chromium = find_chromium()
     pages = args.pages or sorted(p.relative_to(HTML).as_posix() for p in (HTML / "book").glob("*.html"))
-    # Pages without math (e.g. the bibliography) only need their images and no external requests.
     server, base = serve(HTML)
     failures = 0
-    with tempfile.TemporaryDirectory(prefix="gumbel-lite-chromium-") as profile:
-        tools = DevTools(find_chromium(), profile)
-        try:
-            tools.send("Target.setDiscoverTargets", {"discover": False}, timeout=30)
-            print(f"browser_check: {len(pages)} page(s) from {HTML} via {base}")
-            for page in pages:
-                min_math = 0 if page.endswith("references.html") else args.min_math
-                problems = check_page(tools, base, page, min_math)
-                for problem in problems:
-                    print(f"    FAIL {page}: {problem}", file=sys.stderr)
-                failures += bool(problems)
-        finally:
-            tools.close()
-            server.shutdown()
+    try:
+        with sync_playwright() as playwright:
+            # The system's Chromium, never a browser downloaded by Playwright.
+            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS, headless=True)
+            print(f"browser_check: {len(pages)} page(s) from {HTML} via {base}, Chromium {browser.version}")
+            try:
+                for page in pages:
+                    # Pages without math (the bibliography) only need their images and no external requests.
+                    min_math = 0 if page.endswith("references.html") else args.min_math
+                    problems = check_page(browser, base, page, min_math)
+                    for problem in problems:
+                        print(f"    FAIL {page}: {problem}", file=sys.stderr)
+                    failures += bool(problems)
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
     if failures:
         print(f"browser_check: {failures} page(s) failed", file=sys.stderr)
         return 1
