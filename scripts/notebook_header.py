@@ -59,15 +59,16 @@ def header_cells(notebook: Path) -> dict[str, nbformat.NotebookNode]:
         f"[![Open in Colab](images/open-in-colab.svg)]({colab})\n[![View on GitHub](images/view-on-github.svg)]({url}/blob/{branch}/{rel})"
     )
     install = (
-        "# On Colab: fetch the book's repository, install its package, work in its book/ folder.\n"
+        "# On Colab: clone the repository, install its package, work in its book/.\n"
         "import importlib\n"
         "import os\n"
         "import subprocess\n"
         "import sys\n"
         "\n"
-        'IN_COLAB = "google.colab" in sys.modules or os.environ.get("GUMBEL_LITE_COLAB") == "1"\n'
+        'FORCED = os.environ.get("GUMBEL_LITE_COLAB") == "1"  # tests take this path\n'
+        'IN_COLAB = "google.colab" in sys.modules or FORCED\n'
         f'REPOSITORY = os.environ.get(\n    "GUMBEL_LITE_REPOSITORY", "{url}"\n)\n'
-        'if IN_COLAB and not os.path.isdir("../gumbel_lite"):  # not yet inside the clone\n'
+        'if IN_COLAB and not os.path.isdir("../gumbel_lite"):  # not in the clone yet\n'
         '    if not os.path.isdir("gumbel-lite"):\n'
         '        git = ["git", "clone", "-q", "--depth", "1", REPOSITORY, "gumbel-lite"]\n'
         "        subprocess.run(git, check=True)\n"
