@@ -8,6 +8,7 @@ matplotlib are imported only when these functions are called (they are book depe
 
 from __future__ import annotations
 
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -148,8 +149,11 @@ def provenance(records: list[dict]) -> str:
 def stamp(fig, records: list[dict], note: str | None = None) -> None:
     """Write the provenance of ``records`` (after ``note``) under a figure; watermark smoke runs."""
     text = provenance(records) if note is None else f"{note}\nours: {provenance(records)}"
-    fig.tight_layout()
-    fig.text(0.5, 0, text, ha="center", va="top", fontsize=7, color="dimgray")
+    text = "\n".join(textwrap.fill(line, 140) for line in text.splitlines())
+    if not fig.get_layout_engine():
+        fig.tight_layout()
+    # Below the axes, left-aligned, in a size that can be read; saved figures keep it (bbox "tight").
+    fig.text(0.01, -0.02, text, ha="left", va="top", fontsize=8.5, color="0.3")
     if any(r.get("smoke") for r in records):
         fig.text(
             0.5,
