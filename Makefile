@@ -45,6 +45,7 @@ lint: install
 	$(BIN)/ruff check gumbel_lite tests scripts book
 	$(BIN)/python scripts/notebook_header.py --check
 	$(BIN)/python scripts/make_colab_notebooks.py --check
+	$(BIN)/python scripts/exercise_table.py --check
 
 unit: install data
 	$(BIN)/pytest -q
@@ -57,7 +58,8 @@ notebooks: install data
 nbval: install data
 	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env --nbval-sanitize-with book/nbval_sanitize.cfg book/
 
-# Student copies (solutions removed) are generated and each is executed in smoke mode.
+# Student copies (solutions removed) are generated and each is executed in smoke mode; a lab
+# (nbgrader format) is graded instead: instructor version full marks, student copy none.
 students: install data
 	$(BIN)/python scripts/make_student_notebooks.py --check
 

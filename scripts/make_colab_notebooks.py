@@ -8,8 +8,10 @@ with every MyST construct written out as plain markdown:
 - ``{term}``, ``{cite}``, ``{doc}``, ``{ref}`` and ``{numref}`` become plain text or links to the
   rendered book (figures are numbered in the chapter and get their caption under them);
 - exercises become headings; solutions fold in ``<details>``, and solution code cells become
-  Colab form cells that show only their title until opened;
-- admonitions become block quotes; labels disappear;
+  Colab form cells that show only their title until opened (so do the solution cells of a lab,
+  marked with nbgrader's metadata);
+- admonitions become block quotes, or fold in ``<details>`` with ``:class: dropdown``; labels
+  disappear;
 - outputs and execution counts are dropped, and the first cell links to the rendered chapter.
 
 The code cells are the chapter's own (the install cell fetches the repository on Colab), so a
@@ -248,6 +250,8 @@ class Converter:
             return ""
         if name in ADMONITIONS:
             title = self.text(argument) if argument else name.capitalize()
+            if "dropdown" in options.get("class", "").split():
+                return f"<details>\n<summary>{title}</summary>\n\n{inner}\n\n</details>"
             quoted = "\n".join(f"> {x}" if x else ">" for x in inner.splitlines())
             return f"> **{title}**\n>\n{quoted}"
         raise ColabError(f"{self.doc}: the MyST directive {{{name}}} has no Colab form")
@@ -292,6 +296,9 @@ def colab_edition(path: Path) -> nbformat.NotebookNode:
         if solution:
             metadata["cellView"] = "form"
             source = f"# @title Solution to {solution} (double-click to show the code)\n{source}"
+        elif cell.metadata.get("nbgrader", {}).get("solution"):  # a lab's solution cell
+            metadata["cellView"] = "form"
+            source = f"# @title Solution (double-click to show the code, or replace it with yours)\n{source}"
         cells.append(nbformat.v4.new_code_cell(source, metadata=metadata))
         figure = cell.metadata.get("mystnb", {}).get("figure", {})
         if figure.get("name"):

@@ -7,12 +7,23 @@ For every ``book/[0-9]*.ipynb`` this writes ``students/<same name>.ipynb`` (git-
   between a ``{solution-start}`` and its ``{solution-end}`` (which may span several cells:
   markdown cells inside are dropped, code cells inside become a stub);
 * every code cell tagged ``solution`` is replaced by a ``# Your code here`` stub;
+* in graded notebooks (the labs, whose cells carry nbgrader's metadata), every region between
+  ``### BEGIN SOLUTION`` and ``### END SOLUTION`` of a solution cell becomes nbgrader's own stub,
+  ``# YOUR CODE HERE`` / ``raise NotImplementedError()`` (a solution cell without such a region
+  becomes the stub entirely; a written answer becomes ``YOUR ANSWER HERE``), and every region
+  between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS`` of a test cell is removed, as
+  ``nbgrader generate_assignment`` does;
 * all outputs and execution counts are cleared.
 
 ``--check`` writes the copies into a temporary folder instead, verifies that no solution is
-left, and executes each one with papermill and ``SMOKE=True`` in the ``book/`` folder (so the
-notebooks' relative paths, e.g. ``../data/results``, resolve as in the book). It exits 1 naming
-every notebook that failed.
+left, and executes each one with ``SMOKE=True`` in the ``book/`` folder (so the notebooks'
+relative paths, e.g. ``../data/results``, resolve as in the book): chapters with papermill, which
+stops at the first error. A graded notebook cannot run through, since its stubs raise, so it is
+checked as nbgrader's autograder would grade it, running every cell whatever fails: its
+nbgrader metadata must be valid, the instructor's version (``book/``) must run without any error
+and earn every point, and the student copy must earn none, every error in it being the
+``NotImplementedError`` of a stub, or a ``NameError`` for what a stubbed cell did not define.
+It exits 1 naming every notebook that failed.
 
     python scripts/make_student_notebooks.py             # students/*.ipynb
     python scripts/make_student_notebooks.py --check     # generate in a temp dir and run them
@@ -35,6 +46,14 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 STUDENTS = ROOT / "students"
 STUB = "# Your code here\n"
+# nbgrader's stubs and delimiters (ClearSolutions, ClearHiddenTests), and its metadata schema 3.
+CODE_STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
+TEXT_STUB = "YOUR ANSWER HERE"
+SOLUTION = ("### BEGIN SOLUTION", "### END SOLUTION")
+HIDDEN_TESTS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
+NBGRADER_KEYS = {"schema_version", "grade", "solution", "locked", "task", "grade_id", "points"}
+GRADE_ID = re.compile(r"^[a-zA-Z0-9_\-]+$")
+ALLOWED_IN_STUDENT_RUN = {"NotImplementedError", "NameError"}
 # An opening fence of a directive: 3+ backticks or colons, then {name}.
 OPENING = re.compile(r"^\s*(?P<fence>`{3,}|:{3,})\s*\{(?P<name>[\w-]+)\}")
 
@@ -74,12 +93,94 @@ def strip_solutions(text: str, in_span: bool) -> tuple[str, bool]:
     return re.sub(r"\n{3,}", "\n\n", "".join(kept)).strip() + "\n", in_span
 
 
+def nbgrader(cell) -> dict:
+    """The nbgrader metadata of a cell (empty for a cell nbgrader does not grade or lock)."""
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def is_graded(nb) -> bool:
+    """Whether a notebook is an nbgrader assignment (a lab): some cell carries nbgrader metadata."""
+    return any(nbgrader(cell) for cell in nb.cells)
+
+
+def replace_regions(source: str, delimiters: tuple[str, str], stub: list[str]) -> tuple[str, bool]:
+    """``source`` with every region between the two delimiter lines replaced by ``stub``.
+
+    The stub takes the indentation of the opening line, as in nbgrader. Returns the new source
+    and whether a region was found.
+    """
+    begin, end = delimiters
+    kept, inside, found = [], False, False
+    for line in source.split("\n"):
+        if line.strip() == begin:
+            if inside:
+                raise ValueError(f"nested {begin!r}")
+            inside = found = True
+            indent = line[: len(line) - len(line.lstrip())]
+            kept.extend(indent + stub_line for stub_line in stub)
+        elif line.strip() == end:
+            if not inside:
+                raise ValueError(f"{end!r} without {begin!r}")
+            inside = False
+        elif not inside:
+            kept.append(line)
+    if inside:
+        raise ValueError(f"{begin!r} without {end!r}")
+    return "\n".join(kept), found
+
+
+def metadata_problems(nb) -> list[str]:
+    """What nbgrader (metadata schema 3) would refuse in a graded notebook (empty list: none)."""
+    found, ids = [], set()
+    for i, cell in enumerate(nb.cells):
+        meta = nbgrader(cell)
+        text = cell.source
+        if not meta:
+            if any(d in text for d in SOLUTION + HIDDEN_TESTS):
+                found.append(f"cell {i}: solution or hidden-test delimiters in a cell without nbgrader metadata")
+            continue
+        where = f"cell {i} ({meta.get('grade_id', 'no grade_id')})"
+        missing = {"schema_version", "grade", "solution", "locked"} - set(meta)
+        if missing or set(meta) - NBGRADER_KEYS or meta.get("schema_version") != 3:
+            found.append(f"{where}: keys {sorted(meta)} are not nbgrader's schema 3")
+            continue
+        if not GRADE_ID.match(str(meta.get("grade_id", ""))):
+            found.append(f"{where}: grade_id must be letters, digits, '-' or '_'")
+        elif meta["grade_id"] in ids:
+            found.append(f"{where}: duplicate grade_id")
+        ids.add(meta.get("grade_id"))
+        if meta["grade"] and not isinstance(meta.get("points"), (int, float)):
+            found.append(f"{where}: a graded cell needs points")
+        if cell.cell_type == "markdown" and meta["grade"] != meta["solution"]:
+            found.append(f"{where}: a markdown cell is graded exactly when it is a solution (a written answer)")
+        if meta["grade"] and cell.cell_type == "code" and not meta["locked"]:
+            found.append(f"{where}: an autograded test cell must be locked")
+        if SOLUTION[0] in text and not meta["solution"]:
+            found.append(f"{where}: a solution region in a cell not marked as a solution")
+        if HIDDEN_TESTS[0] in text and not meta["grade"]:
+            found.append(f"{where}: hidden tests in a cell that is not graded")
+        for delimiters in (SOLUTION, HIDDEN_TESTS):
+            try:
+                replace_regions(text, delimiters, [])
+            except ValueError as error:
+                found.append(f"{where}: {error}")
+    return found
+
+
 def student_version(nb):
-    """A copy of notebook ``nb`` without solutions or outputs."""
+    """A copy of notebook ``nb`` without solutions, hidden tests or outputs."""
     nb = nbformat.from_dict(nb)
     cells = []
     in_span = False
     for cell in nb.cells:
+        meta = nbgrader(cell)
+        if meta.get("solution"):  # nbgrader's ClearSolutions
+            stub = CODE_STUB if cell.cell_type == "code" else TEXT_STUB
+            source, replaced = replace_regions(cell.source, SOLUTION, stub.split("\n"))
+            cell.source = source if replaced else stub
+            cell.metadata["tags"] = [t for t in cell.metadata.get("tags", []) if t != "hide-input"]
+        if meta.get("grade") and cell.cell_type == "code":  # nbgrader's ClearHiddenTests
+            cell.source = replace_regions(cell.source, HIDDEN_TESTS, [])[0].rstrip("\n")
         tags = cell.get("metadata", {}).get("tags", [])
         if cell.cell_type == "markdown":
             text, in_span = strip_solutions(cell.source, in_span)
@@ -109,7 +210,61 @@ def leftovers(nb) -> list[str]:
             found.append(f"cell {i}: code cell tagged 'solution' not emptied")
         if cell.cell_type == "code" and cell.get("outputs"):
             found.append(f"cell {i}: outputs not cleared")
+        if any(d in cell.source for d in SOLUTION + HIDDEN_TESTS):
+            found.append(f"cell {i}: nbgrader solution or hidden tests left")
+        stub = CODE_STUB if cell.cell_type == "code" else TEXT_STUB
+        if nbgrader(cell).get("solution") and not all(line in cell.source for line in stub.split("\n")):
+            found.append(f"cell {i}: nbgrader solution cell without its stub")
     return found
+
+
+def autograde(path: Path, timeout: int | None) -> tuple[float, float, list[tuple[int, str, str]]]:
+    """Run a graded notebook as nbgrader's autograder does: every cell, errors allowed, SMOKE=True.
+
+    Returns (points earned, points available, errors as (cell index, exception name, grade_id)).
+    A graded cell earns its points when it raises nothing.
+    """
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", []))
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell("SMOKE = True  # injected by make_student_notebooks.py --check"))
+    resources = {"metadata": {"path": str(BOOK)}}  # run in book/, as the chapters
+    client = NotebookClient(nb, timeout=timeout or 600, kernel_name="python3", allow_errors=True, resources=resources)
+    client.execute()
+    earned = available = 0.0
+    errors = []
+    for i, cell in enumerate(nb.cells):
+        failed = [o.ename for o in cell.get("outputs", []) if o.output_type == "error"]
+        meta = nbgrader(cell)
+        errors.extend((i, name, meta.get("grade_id", "")) for name in failed)
+        if meta.get("grade") and cell.cell_type == "code":
+            available += meta["points"]
+            earned += 0 if failed else meta["points"]
+    return earned, available, errors
+
+
+def check_graded(instructor: Path, student: Path, timeout: int | None) -> tuple[list[str], str]:
+    """Problems of a graded notebook (empty list: none) and a one-line report of its scores."""
+    problems = metadata_problems(nbformat.read(instructor, as_version=4))
+    if problems:
+        return problems, ""
+    earned, available, errors = autograde(instructor, timeout)
+    problems += [f"instructor version: {name} in cell {i} {grade_id}" for i, name, grade_id in errors]
+    stub_earned, _, stub_errors = autograde(student, timeout)
+    problems += [
+        f"student copy: {name} in cell {i} {grade_id} (only a stub's NotImplementedError may stop it)"
+        for i, name, grade_id in stub_errors
+        if name not in ALLOWED_IN_STUDENT_RUN
+    ]
+    if not any(name == "NotImplementedError" for _, name, _ in stub_errors):
+        problems.append("student copy: no stub raised NotImplementedError")
+    if stub_earned:
+        problems.append(f"student copy earns {stub_earned:g} points without any of the student's code")
+    by_hand = sum(nbgrader(c).get("points", 0) for c in nbformat.read(instructor, as_version=4).cells if c.cell_type == "markdown")
+    report = f"autograded: instructor version {earned:g}/{available:g} points, student copy {stub_earned:g}/{available:g}"
+    report += f"; {by_hand:g} more graded by hand" if by_hand else ""
+    return problems, report
 
 
 def write_students(notebooks: list[Path], out_dir: Path) -> list[Path]:
@@ -124,7 +279,10 @@ def write_students(notebooks: list[Path], out_dir: Path) -> list[Path]:
 
 
 def check(written: list[Path], timeout: int | None) -> list[str]:
-    """Verify and execute every student notebook (SMOKE=True, cwd book/); return failures."""
+    """Verify and execute every student notebook (SMOKE=True, cwd book/); return failures.
+
+    A graded notebook (a lab) is checked with :func:`check_graded` instead of a plain run.
+    """
     from run_notebooks import run  # scripts/ is on sys.path when this script runs
 
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
@@ -138,6 +296,16 @@ def check(written: list[Path], timeout: int | None) -> list[str]:
             print(" FAILED (solutions left)")
             print("\n".join(f"    {path.name}: {p}" for p in problems), file=sys.stderr)
             failures.append(path.name)
+            continue
+        instructor = BOOK / path.name
+        if is_graded(nbformat.read(instructor, as_version=4)):
+            problems, report = check_graded(instructor, path, timeout)
+            if problems:
+                print(f" FAILED after {time.perf_counter() - start:.1f} s")
+                print("\n".join(f"    {path.name}: {p}" for p in problems), file=sys.stderr)
+                failures.append(path.name)
+            else:
+                print(f" ok ({report}; {time.perf_counter() - start:.1f} s)")
             continue
         try:
             run(path, executed, real=False, timeout=timeout)  # the same smoke run as the book's notebooks
