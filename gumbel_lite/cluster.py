@@ -19,10 +19,11 @@ files are kept (they are small) and may be deleted once merged.
 Beside the results file ``RESULTS.jsonl``: ``RESULTS.lines/`` (finished runs),
 ``RESULTS.jobs/RUN_ID.json`` (the latest job of each run: launcher, job id, submitit folder),
 ``RESULTS.submitit/`` (submitit's pickles and logs) and ``RESULTS.checkpoints/`` (per-epoch
-checkpoints, as for local grids). A run is *done* when its record is in the results file or its
-line file exists, *running* while its job is queued or running, *failed* when its job ended
-without a line file, and *missing* when it was never submitted. Submitting a grid again
-submits only the failed and missing runs.
+checkpoints, as for local grids). A run is *done* when its record (``ok`` or ``diverged``, as in
+a local grid) is in the results file or its line file exists, *running* while its job is queued
+or running, *failed* when its job ended without a line file (an error, a killed node, too many
+timeouts), and *missing* when it was never submitted. Submitting a grid again submits only the
+failed and missing runs.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from pathlib import Path
 from .checks import check_choice, check_number
 from .config import RunConfig
 from .data import default_root
-from .runner import append_jsonl, check_record, check_targets, read_results, run
+from .runner import _finite_or_null, append_jsonl, check_record, check_targets, read_results, run
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 STATES = ("done", "running", "failed", "missing")
@@ -155,8 +156,6 @@ class TrainJob:
         self.config, self.lines, self.kwargs = config, lines, kwargs
 
     def __call__(self) -> dict:
-        from .runner import _finite_or_null
-
         config = RunConfig.from_dict(self.config)
         line = Path(self.lines) / f"{config.run_id}.json"
         if line.exists():  # an earlier job of this run finished
@@ -388,8 +387,8 @@ def submit_grid(
     ``time``: the time limit of each job (minutes or ``[D-]HH:MM:SS``; a run that needs longer
     is requeued from its checkpoint). ``jobs``: at most that many array tasks at once (Slurm).
     ``slurm_args``: more ``sbatch`` options, e.g. ``{"account": "abc", "qos": "high"}``. With
-    ``wait``, waits for the jobs and merges their records into ``out`` (the records are the new
-    ones); otherwise returns at once (``[]``): merge later with :func:`collect` or ``status``.
+    ``wait``, waits for the jobs it submits and merges their records into ``out`` (returning
+    them); otherwise returns ``[]`` at once: merge later with :func:`collect` or ``status``.
     ``device`` is resolved on each node (default: the best there).
     """
     check_options(
