@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(if $(TORCH_PIN),$(BIN)/pip install -q $(TORCH_PIN))
-	$(BIN)/pip install -q -e ".[book,test]"
+	$(BIN)/pip install -q -e ".[book,test,cluster]"
 	touch $(STAMP)
 
 # Real CIFAR-10/100 in the prepared-cache layout: from the offline copy when present, else downloaded.

@@ -1,4 +1,4 @@
-"""Command line: ``python -m gumbel_lite {train,grid,grids,summary} ...``.
+"""Command line: ``python -m gumbel_lite {train,grid,grids,prepare,summary,status,collect} ...``.
 
 Flags of ``train`` are derived from :class:`~gumbel_lite.config.RunConfig`, so every field of a
 run can be set from the shell and nothing is configured twice.
@@ -14,6 +14,7 @@ import sys
 import typing
 from pathlib import Path
 
+from .cluster import LAUNCHERS, ClusterError, check_options
 from .config import GRIDS, RunConfig, grid, smoke
 from .data import DatasetError, prepare
 from .masking import METHODS
@@ -88,6 +89,57 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def add_grid_flags(parser: argparse.ArgumentParser) -> None:
+    overrides = parser.add_argument_group("overrides applied to every run of the grid")
+    add_config_flags(overrides, defaults=False)
+
+
+def add_launcher_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("cluster: one job per unfinished run (pip install 'gumbel-lite[cluster]')")
+    group.add_argument("--launcher", choices=LAUNCHERS, default="local", help="local: this machine; slurm; submitit-local (tests)")
+    group.add_argument("--partition", default=None, help="Slurm partition")
+    group.add_argument("--gpus-per-run", type=int, default=None, help="GPUs per job (Slurm default 1)")
+    group.add_argument("--cpus-per-run", type=int, default=None, help="CPU cores per job (default: the partition's)")
+    group.add_argument("--time", default=None, help="time limit per job, as Slurm writes it (default 4:00:00); longer runs are requeued")
+    group.add_argument("--slurm-arg", action="append", default=None, metavar="KEY=VALUE", help="more sbatch options, e.g. account=abc")
+    group.add_argument("--wait", action="store_true", help="wait for the jobs and merge their results into --out")
+
+
+def launcher_options(args: argparse.Namespace) -> dict:
+    """The cluster options given on the command line (``None`` for those not given)."""
+    slurm_args = {}
+    for item in args.slurm_arg or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--slurm-arg takes KEY=VALUE (an sbatch option without its dashes), got {item!r}")
+        slurm_args[key] = value
+    names = ("partition", "gpus_per_run", "cpus_per_run", "time", "wait")
+    return {**{k: getattr(args, k) for k in names}, "slurm_args": slurm_args or None}
+
+
+def grid_configs(args: argparse.Namespace, parser: argparse.ArgumentParser, name: str) -> list[RunConfig]:
+    """The runs of grid ``name`` with the seeds and overrides of the command line."""
+    try:
+        seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    over = config_from_args(args, skip_unset=True)
+    if "seed" in over:
+        parser.error("a grid takes its seeds from --seeds (e.g. --seeds 7), not --seed")
+    return grid(name, seeds, **over)
+
+
+def apply_smoke(args: argparse.Namespace, configs: list[RunConfig]) -> list[RunConfig]:
+    """``configs`` shrunk to seconds-long runs if ``--smoke`` was given (warning about the flags it overrides)."""
+    if not args.smoke:
+        return configs
+    overridden = [f for f in SMOKE_FIELDS if getattr(args, f) not in (None, RunConfig.__dataclass_fields__[f].default)]
+    if overridden:
+        flags = ", ".join("--" + f.replace("_", "-") for f in overridden)
+        print(f"warning: --smoke sets its own {flags} (seconds-long runs); the values given are not used", file=sys.stderr)
+    return [smoke(c) for c in configs]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m gumbel_lite", description="Extract subnetworks of random networks with Gumbel-softmax masks."
@@ -99,11 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     p_grid = sub.add_parser("grid", help="a named grid of runs", description="Run a named grid; finished runs are skipped.")
     p_grid.add_argument("name", choices=sorted(GRIDS))
     p_grid.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2 (default: the grid's own, 0 for most)")
-    p_grid.add_argument("--jobs", type=int, default=1, help="runs at once (processes sharing the device)")
+    p_grid.add_argument("--jobs", type=int, default=None, help="runs at once (processes sharing the device; Slurm: array tasks at once)")
     p_grid.add_argument("--dry-run", action="store_true", help="list the runs and exit")
-    overrides = p_grid.add_argument_group("overrides applied to every run of the grid")
-    add_config_flags(overrides, defaults=False)
+    add_grid_flags(p_grid)
     add_run_flags(p_grid)
+    add_launcher_flags(p_grid)
     sub.add_parser("grids", help="list the named grids")
     p_prep = sub.add_parser("prepare", help="download (torchvision) and convert a dataset into the prepared cache")
     p_prep.add_argument("dataset", choices=CHOICES["dataset"])
@@ -111,6 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     p_prep.add_argument("--download", action="store_true", help="allow the download")
     p_sum = sub.add_parser("summary", help="summarise a results file")
     p_sum.add_argument("results", type=Path)
+    p_status = sub.add_parser(
+        "status",
+        help="done / running / failed / missing runs per cell",
+        description="Merge finished jobs into RESULTS, then count the runs of each cell (of --grid, else of every run known).",
+    )
+    p_status.add_argument("results", type=Path)
+    p_status.add_argument("--grid", choices=sorted(GRIDS), default=None, help="the grid submitted (its unsubmitted runs count as missing)")
+    p_status.add_argument("--seeds", default=None, help="the grid's --seeds")
+    p_status.add_argument("--smoke", action="store_true", help="the grid was submitted with --smoke")
+    add_grid_flags(p_status)
+    p_collect = sub.add_parser("collect", help="merge the records of finished cluster jobs into a results file (idempotent)")
+    p_collect.add_argument("results", type=Path)
     args = parser.parse_args(argv)
 
     if args.command == "grids":
@@ -119,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "summary":
         return summary(args.results)
+    if args.command in ("status", "collect"):
+        return cluster_command(args, parser)
     if args.command == "prepare":
         try:
             print(prepare(args.dataset, args.data_root, download=args.download))
@@ -131,23 +197,13 @@ def main(argv: list[str] | None = None) -> int:
             configs = [RunConfig.from_dict(config_from_args(args))]
             jobs = 1
         else:
-            try:
-                seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
-            except ValueError:
-                parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
-            over = config_from_args(args, skip_unset=True)
-            if "seed" in over:
-                parser.error("a grid takes its seeds from --seeds (e.g. --seeds 7), not --seed")
-            configs = grid(args.name, seeds, **over)
+            configs = grid_configs(args, parser, args.name)
             jobs = args.jobs
-            if jobs < 1:
+            if jobs is not None and jobs < 1:
                 parser.error(f"--jobs must be >= 1, got {jobs}")
-        if getattr(args, "smoke", False):
-            overridden = [f for f in SMOKE_FIELDS if getattr(args, f) not in (None, RunConfig.__dataclass_fields__[f].default)]
-            if overridden:
-                flags = ", ".join("--" + f.replace("_", "-") for f in overridden)
-                print(f"warning: --smoke sets its own {flags} (seconds-long runs); the values given are not used", file=sys.stderr)
-            configs = [smoke(c) for c in configs]
+            cluster = launcher_options(args)
+            check_options(args.launcher, cli=True, **cluster, **({"jobs": jobs} if args.launcher != "local" else {}))
+        configs = apply_smoke(args, configs)
     except ValueError as e:
         parser.error(str(e))
     if getattr(args, "dry_run", False):
@@ -155,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             print(c.run_id, c.label, f"seed={c.seed}", f"epochs={c.epochs}")
         return 0
     try:  # before any work: a bad path or device would otherwise surface only after training
-        check_targets(args.out, args.checkpoint_dir, args.device)
+        on_cluster = args.command == "grid" and args.launcher != "local"
+        check_targets(args.out, args.checkpoint_dir, None if on_cluster else args.device)  # a cluster's device is its nodes'
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -169,7 +226,11 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint_dir=args.checkpoint_dir,
             download=args.download,
             progress=False if args.no_progress else None,
+            **({"launcher": args.launcher, **cluster} if args.command == "grid" and args.launcher != "local" else {}),
         )
+    except (ImportError, ClusterError) as e:  # no submitit, or no Slurm, for a cluster launcher
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except (DatasetError, CheckpointError, FloatingPointError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         print(f"(results already in {args.out} are kept)", file=sys.stderr)
@@ -215,4 +276,42 @@ def summary(path: Path) -> int:
         sys.stdout.flush()
     except BrokenPipeError:  # `summary … | head`: the reader has all it wants
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def cluster_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``collect RESULTS``: merge the line files of finished jobs; ``status RESULTS``: that, then counts per cell."""
+    from .cluster import collect, known_configs, log_path, status_table
+
+    path = args.results
+    if path.is_dir():
+        print(f"error: {path} is a directory: pass a results file (.jsonl)", file=sys.stderr)
+        return 1
+    try:
+        collect(path)
+        if args.command == "collect":
+            return 0
+        if args.grid is not None:
+            try:
+                configs = apply_smoke(args, grid_configs(args, parser, args.grid))
+            except ValueError as e:
+                parser.error(str(e))
+        else:
+            configs = known_configs(path)
+        rows, totals, failed = status_table(configs, path)
+    except (ImportError, OSError, TimeoutError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if not rows:
+        print(f"no runs known for {path}: give --grid NAME (with the grid's --seeds / --smoke)", file=sys.stderr)
+        return 1
+    width = max(len("cell"), *(len(r[0]) for r in rows))
+    print(f"{'cell':{width}s}  {'done':>7s}  {'running':>7s}  {'failed':>7s}  {'missing':>7s}")
+    for name, *counts in rows:
+        print(f"{name:{width}s}  " + "  ".join(f"{n:7d}" for n in counts))
+    print(f"{f'total ({len(configs)} runs)':{width}s}  " + "  ".join(f"{totals[s]:7d}" for s in totals))
+    for config, job in failed:
+        print(f"failed: {config.label} seed {config.seed} ({config.run_id}), job {job.get('job_id')}, log {log_path(job)}")
+    if totals["failed"] or totals["missing"]:
+        print(f"re-run the grid command to submit the {totals['failed']} failed and {totals['missing']} missing run(s)")
     return 0

@@ -392,15 +392,17 @@ def check_targets(out: str | Path, checkpoint_dir: str | Path | None = None, dev
 def run_grid(
     configs: list[RunConfig],
     out: str | Path,
-    jobs: int = 1,
+    jobs: int | None = None,
     data_root: str | Path | None = None,
     device: str | torch.device | None = None,
     checkpoint_dir: str | Path | None = None,
     download: bool = False,
     progress: bool | None = None,
     log: Callable[[str], None] = print,
+    launcher: str = "local",
+    **cluster_options,
 ) -> list[dict]:
-    """Run every config not yet in ``out``, ``jobs`` at a time, appending each result as it finishes.
+    """Run every config not yet in ``out``, ``jobs`` at a time (default 1), appending each result as it finishes.
 
     Returns the new records. Several jobs share one device (each in its own process), which
     keeps a large GPU busy with small networks. Each run is claimed (a lock per run) before it
@@ -408,7 +410,22 @@ def run_grid(
     train or write a run twice. When a run fails or the grid is interrupted, the pending runs
     are cancelled, the results of finished runs are kept, and the error is raised; workers exit
     when the parent process dies. A diverged run keeps its checkpoint (the last finite epoch).
+
+    ``launcher="slurm"`` (or ``"submitit-local"``) submits one job per unfinished run instead,
+    with ``cluster_options`` (``partition``, ``gpus_per_run``, ``time``, ``wait`` ...) and
+    ``jobs`` as the most array tasks at once; see :func:`gumbel_lite.cluster.submit_grid`, which
+    returns the new records only when it waits.
     """
+    if launcher != "local" or cluster_options:
+        from .cluster import check_options, submit_grid
+
+        check_options(launcher, **cluster_options)
+        if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+            raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+        device = None if device is None else str(device)
+        options = dict(data_root=data_root, device=device, checkpoint_dir=checkpoint_dir, download=download, log=log)
+        return submit_grid(configs, out, launcher, jobs=jobs, **options, **cluster_options)
+    jobs = 1 if jobs is None else jobs
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     out = Path(out)
