@@ -1,6 +1,7 @@
 """The course kit: every exercise rated and in chapter 11's table, the problem set and project
 consistent with the book, and the lab a valid nbgrader assignment whose student copy is stubbed."""
 
+import ast
 import importlib.util
 import json
 import re
@@ -164,7 +165,9 @@ def test_the_student_copy_of_the_lab_has_stubs_and_no_answers():
             assert mine.source == "YOUR ANSWER HERE"
         elif meta.get("grade"):
             assert mine.source == students.replace_regions(theirs.source, students.HIDDEN_TESTS, [])[0].rstrip("\n")
-            assert "HIDDEN TESTS" not in mine.source and mine.source.splitlines()[-1].startswith("print(")
+            last = ast.parse(mine.source).body[-1]  # the test cell still ends by reporting
+            assert "HIDDEN TESTS" not in mine.source
+            assert isinstance(last, ast.Expr) and isinstance(last.value, ast.Call) and last.value.func.id == "print"
         elif "{solution" in theirs.source:  # the exercises at the end: their solutions go
             assert "{solution" not in mine.source and "{exercise}" in mine.source
         else:
