@@ -293,11 +293,11 @@ def cpu_budget(**overrides) -> list[RunConfig]:
 def cpu_budget_baselines(**overrides) -> list[RunConfig]:
     """The baselines on full CIFAR-10, Conv2, 10 epochs (CPU): Supermask (no options) and Edge-Popup (SC + DA)
     at mask lr 300 / 1000 / 3000; Supermask with dynamic rescale, whose gradient through the kept count
-    (chapter 8) calls for smaller rates, at 50 / 300 / 1000."""
+    (chapter 8) calls for smaller rates, at 10 / 50 / 300 / 1000."""
     cells = [
         ("supermask", False, False, False, CPU_BUDGET_STUDY_LRS[1:]),
         ("edge_popup", False, True, True, CPU_BUDGET_STUDY_LRS[1:]),
-        ("supermask", True, False, False, CPU_BUDGET_STUDY_LRS[:3]),
+        ("supermask", True, False, False, (10.0, *CPU_BUDGET_STUDY_LRS[:3])),
     ]
     return [
         paper_cell("cifar10", "conv2", method, wr, sc, da, epochs=10, mask_lr=lr, schedule="cosine", **overrides)
