@@ -189,5 +189,9 @@ def test_paper_cpu_grid_runs_in_priority_tiers():
     assert len(c) == 8 and {x.seed for x in c} == {1, 2} and {x.network for x in c} == {"conv2"}
     runs = gl.grid("paper-cpu")
     assert runs[: len(a)] == a and len(runs) == len(set(runs)) == sum(map(len, tiers.values()))
-    assert all(x.epochs == gl.config.CPU_BUDGET["epochs"] and x.mask_lr == gl.config.CPU_MASK_LR[x.method] for x in runs)
+    rates = gl.config.CPU_MASK_LR
+    assert all(x.epochs == gl.config.CPU_BUDGET["epochs"] and x.mask_lr == rates[gl.config.cpu_rate_key(x.method, x.rescale)] for x in runs)
+    # Supermask with dynamic rescale trains at its own rate, every other run at its method's
+    assert {x.mask_lr for x in runs if x.method == "supermask" and x.rescale == "dynamic"} == {rates["supermask+DR"]}
+    assert {x.mask_lr for x in runs if x.method == "supermask" and x.rescale is None} == {rates["supermask"]}
     assert all(x.bias and x.normalize == x.augment and x.per_class is None for x in runs)  # full data, authors' protocol
