@@ -71,7 +71,10 @@ def check(notebook: Path, workdir: Path) -> None:
         )
     finally:
         for key, value in saved.items():
-            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     clone, installed = workdir / "gumbel-lite", target / "gumbel_lite"
     if not (clone / "book").is_dir():
         raise AssertionError(f"{notebook.name}: the install cell did not clone the repository into {clone}")
