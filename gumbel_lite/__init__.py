@@ -12,7 +12,7 @@ Gumbel-Softmax" (ICIP 2022)::
     gl.density(net)                  # global and per-layer kept fraction
 """
 
-from . import models, results, samplers
+from . import models, reference, results, samplers
 from .config import GRIDS, RunConfig, grid, paper_cell, paper_cells, smoke
 from .data import CifarData, DatasetError, load_split, prepare
 from .export import export_compact, extract, load_compact, to_pruned
@@ -29,6 +29,7 @@ from .masking import (
     masked_layers,
     parameter_groups,
 )
+from .reference import ReferenceRun, load_reference, train_reference
 from .runner import append_jsonl, read_results, run, run_grid
 from .samplers import SAMPLERS
 from .train import History, default_device, device_name, evaluate, native_bf16, resolve_fast_path, seed_everything, train
@@ -68,6 +69,10 @@ __all__ = [
     "parameter_groups",
     "prepare",
     "read_results",
+    "reference",
+    "ReferenceRun",
+    "load_reference",
+    "train_reference",
     "resolve_fast_path",
     "run",
     "run_grid",

@@ -173,6 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     p_status.add_argument("--seeds", default=None, help="the grid's --seeds")
     p_status.add_argument("--smoke", action="store_true", help="the grid was submitted with --smoke")
     add_grid_flags(p_status)
+    p_ref = sub.add_parser(
+        "reference",
+        help="train and store the book's reference run",
+        description="Train the reference run (Conv2, ASLP + Smart Rescale, a CIFAR-10 subset) and store each seed.",
+    )
+    p_ref.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    p_ref.add_argument("--out", type=Path, default=None, help="folder (default: data/reference of this checkout)")
+    p_ref.add_argument("--device", default="cpu", help="cpu, cuda or mps (default cpu)")
     p_collect = sub.add_parser("collect", help="merge the records of finished cluster jobs into a results file (idempotent)")
     p_collect.add_argument("results", type=Path)
     args = parser.parse_args(argv)
@@ -183,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "summary":
         return summary(args.results)
+    if args.command == "reference":
+        return reference_command(args, parser)
     if args.command in ("status", "collect"):
         return cluster_command(args, parser)
     if args.command == "prepare":
@@ -314,4 +324,24 @@ def cluster_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         print(f"failed: {config.label} seed {config.seed} ({config.run_id}), job {job.get('job_id')}, log {log_path(job)}")
     if totals["failed"] or totals["missing"]:
         print(f"re-run the grid command to submit the {totals['failed']} failed and {totals['missing']} missing run(s)")
+    return 0
+
+
+def reference_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .reference import reference_data, save_reference, train_reference
+
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds must be comma-separated integers, e.g. 0,1,2; got {args.seeds!r}")
+    try:
+        data = reference_data(args.device)
+    except DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for seed in seeds:
+        run = train_reference(seed, data)
+        path = save_reference(run, args.out)
+        h = run.history
+        print(f"seed {seed}: test accuracy {h.test_accuracy:.3f}, density {h.final_density:.3f}, {h.wall_time:.0f} s -> {path}")
     return 0

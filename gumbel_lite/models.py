@@ -68,3 +68,17 @@ def build(network: str, num_classes: int = 10, bias: bool = False) -> nn.Sequent
 def count_weights(model: nn.Module) -> int:
     """Number of Conv/Linear weights (the quantity the paper's counts refer to)."""
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
+def layer_names(model: nn.Module) -> dict[str, str]:
+    """Readable names of the Conv/Linear layers by module name: ``{"0": "conv1", …, "9": "fc1", …}``.
+
+    Works on plain and masked models (a parametrized layer is still a ``Conv2d`` / ``Linear``).
+    """
+    names, counts = {}, {"conv": 0, "fc": 0}
+    for name, module in model.named_modules():
+        kind = "conv" if isinstance(module, nn.Conv2d) else "fc" if isinstance(module, nn.Linear) else None
+        if kind:
+            counts[kind] += 1
+            names[name] = f"{kind}{counts[kind]}"
+    return names
