@@ -90,3 +90,14 @@ def test_the_command_rejects_bad_seeds(capsys):
         main(["reference", "--seeds", "0,one"])
     assert exit_info.value.code == 2
     assert "--seeds must be comma-separated integers" in capsys.readouterr().err
+
+
+def test_the_stored_reference_runs_load_as_recorded():
+    folder = reference.default_folder()
+    files = sorted(folder.glob("conv2-aslp-sr-seed*.pt"))
+    assert [f.name for f in files] == [reference.file_name(s) for s in reference.SEEDS]
+    for seed in reference.SEEDS:
+        run = reference.load_reference(seed)
+        assert run.config == reference.CONFIG and not run.provenance["smoke"]
+        assert gl.density(run.model).overall == pytest.approx(run.history.final_density)
+        assert run.history.test_accuracy > 0.25  # chance is 0.10
