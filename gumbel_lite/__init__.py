@@ -29,7 +29,7 @@ from .masking import (
     masked_layers,
     parameter_groups,
 )
-from .reference import ReferenceRun, load_reference, train_reference
+from .reference import ReferenceRun, load_reference, reference_data, reference_run, train_reference
 from .runner import append_jsonl, read_results, run, run_grid
 from .samplers import SAMPLERS
 from .train import History, default_device, device_name, evaluate, native_bf16, resolve_fast_path, seed_everything, train
@@ -72,6 +72,8 @@ __all__ = [
     "reference",
     "ReferenceRun",
     "load_reference",
+    "reference_data",
+    "reference_run",
     "train_reference",
     "resolve_fast_path",
     "run",

@@ -38,12 +38,13 @@ import torch
 from torch import nn
 
 from . import models
-from .checks import check_number
+from .checks import check_choice, check_number
 from .masking import deterministic_masks, mask_model, masked_layers
 from .runner import provenance
 from .train import History, seed_everything, train
 
 FORMAT = 1
+RUNS = ("stored", "live")
 SEEDS = (0, 1, 2)
 LOW_PRECISION_ABOVE = 1_000_000  # layers larger than this store their logits in float8 (e4m3)
 HIST_BINS = 50  # histogram bins of p_sel on [0, 1]
@@ -267,3 +268,15 @@ def load_reference(seed: int = 0, folder: str | Path | None = None, device: str 
     history = History(**payload["history"])
     model.to(device).eval()
     return ReferenceRun(seed, model, history, payload["epochs"], payload["provenance"], c, str(path))
+
+
+def reference_run(seed: int = 0, run: str = "stored", data=None, smoke: bool = False) -> ReferenceRun:
+    """The book's entry point: seed ``seed`` of the reference run, ``"stored"`` (loaded) or ``"live"`` (retrained).
+
+    ``data``: the :func:`reference_data` the chapter evaluates on (its device is used; default:
+    built on the CPU). ``smoke`` (tests): a live run trains 2 epochs on ``data``.
+    """
+    check_choice("run", run, RUNS)
+    if run == "live":
+        return train_reference(seed, data, smoke=smoke)
+    return load_reference(seed, device=data.device if data is not None else "cpu")

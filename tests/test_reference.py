@@ -101,3 +101,8 @@ def test_the_stored_reference_runs_load_as_recorded():
         assert run.config == reference.CONFIG and not run.provenance["smoke"]
         assert gl.density(run.model).overall == pytest.approx(run.history.final_density)
         assert run.history.test_accuracy > 0.25  # chance is 0.10
+
+
+def test_reference_run_names_the_valid_choices():
+    with pytest.raises(ValueError, match=r"run.*'stored'.*'live'"):
+        gl.reference_run(0, run="cached")
