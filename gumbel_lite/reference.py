@@ -2,7 +2,7 @@
 
 Chapters 2, 6 and 10 analyse the same subnetwork: ASLP masks with Smart Rescale on the random
 weights of Conv2, CIFAR-10 reduced to 200 training images per class, 6 epochs (:data:`CONFIG`).
-Training it takes a minute or two on a CPU, so it is done once per seed (:data:`SEEDS`) by
+Training takes about 30 s per seed on a CPU; it is done once per seed (:data:`SEEDS`) by
 ``python -m gumbel_lite reference`` and stored under ``data/reference/``; the chapters load it
 with :func:`load_reference` (or retrain it with :func:`train_reference`, their ``RUN = "live"``).
 
