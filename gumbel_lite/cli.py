@@ -18,7 +18,7 @@ from .cluster import LAUNCHERS, ClusterError, check_options
 from .config import GRIDS, RunConfig, grid, smoke
 from .data import DatasetError, prepare
 from .masking import METHODS
-from .runner import check_targets, read_results, run_grid
+from .runner import check_device, check_targets, read_results, run_grid
 from .train import CheckpointError
 
 CHOICES = {
@@ -181,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     p_ref.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     p_ref.add_argument("--out", type=Path, default=None, help="folder (default: data/reference of this checkout)")
     p_ref.add_argument("--device", default="cpu", help="cpu, cuda or mps (default cpu)")
+    p_ref.add_argument("--data-root", type=Path, default=None, help="prepared-cache root (default $GUMBEL_LITE_DATA or data/)")
+    p_ref.add_argument("--download", action="store_true", help="download CIFAR-10 if the cache is missing")
     p_collect = sub.add_parser("collect", help="merge the records of finished cluster jobs into a results file (idempotent)")
     p_collect.add_argument("results", type=Path)
     args = parser.parse_args(argv)
@@ -334,8 +336,15 @@ def reference_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         parser.error(f"--seeds must be comma-separated integers, e.g. 0,1,2; got {args.seeds!r}")
+    if any(s < 0 for s in seeds):
+        parser.error(f"--seeds must be >= 0, got {args.seeds!r}")
     try:
-        data = reference_data(args.device)
+        check_device(args.device)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        data = reference_data(args.device, root=args.data_root, download=args.download)
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -106,3 +106,10 @@ def test_the_stored_reference_runs_load_as_recorded():
 def test_reference_run_names_the_valid_choices():
     with pytest.raises(ValueError, match=r"run.*'stored'.*'live'"):
         gl.reference_run(0, run="cached")
+
+
+def test_the_command_rejects_an_unknown_device_before_any_work(capsys):
+    from gumbel_lite.cli import main
+
+    assert main(["reference", "--device", "tpu"]) == 2
+    assert "tpu" in capsys.readouterr().err
