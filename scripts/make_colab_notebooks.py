@@ -31,11 +31,15 @@ import argparse
 import ast
 import re
 import sys
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
 import nbformat
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded from its path, as the tests do
+from myst_blocks import Directive, Piece, parse, walk  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -43,8 +47,6 @@ OUT = ROOT / "colab"
 GPU_CHAPTERS = {"09_cifar_reproduction", "10_anatomy"}  # Colab asks for a GPU runtime
 ADMONITIONS = {"admonition", "note", "important", "tip", "hint", "warning", "caution", "attention", "danger", "error", "seealso"}
 ROLE = re.compile(r"\{([a-z]+(?::[a-z]+)?)\}`([^`]*)`")
-FENCE = re.compile(r"^(`{3,}|:{3,})\{([\w-]+)\}\s*(.*)$")
-OPTION = re.compile(r"^:([\w-]+):\s*(.*)$")
 TARGET = re.compile(r"^\(([\w-]+)\)=\s*$")
 # What must never reach a Colab edition: roles, directive fences, labels, options, MyST comments.
 RAW_MYST = re.compile(r"\{[a-z:-]+\}`|^(`{3,}|:{3,})\{|^\([\w-]+\)=\s*$|^:[\w-]+:|^%|^:{3,}\s*$", re.M)
@@ -114,13 +116,11 @@ def document_index() -> dict[str, dict]:
                 if target:
                     heading = next((x.lstrip("#").strip() for x in lines[i + 1 :] if x.startswith("#")), target.group(1))
                     labels[target.group(1)] = ("section", heading)
-                fence = FENCE.match(line)
-                if fence and fence.group(2) == "exercise":
+            for block in walk(parse(source)):
+                if block.name == "exercise":
                     exercises += 1
-                    for option in lines[i + 1 : i + 4]:
-                        match = OPTION.match(option)
-                        if match and match.group(1) == "label":
-                            labels[match.group(2).strip()] = ("exercise", f"Exercise {exercises}")
+                    if block.options.get("label"):
+                        labels[block.options["label"]] = ("exercise", f"Exercise {exercises}")
         index[doc] = {"title": title or path.stem, "labels": labels}
     return index
 
@@ -203,38 +203,21 @@ class Converter:
 
     def markdown(self, source: str) -> str:
         """Convert one markdown cell (directives, labels, roles)."""
-        lines, out, plain, i = source.splitlines(), [], [], 0
-        while i < len(lines):
-            line = lines[i]
-            if TARGET.match(line):
-                i += 1
-                continue
-            fence = FENCE.match(line)
-            if not fence:
-                plain.append(line)  # converted together: a role may span lines
-                i += 1
-                continue
-            out.extend(self.text("\n".join(plain)).splitlines() if plain else [])
-            plain = []
-            marker, name, argument = fence.groups()
-            i += 1
-            options = {}
-            while i < len(lines) and OPTION.match(lines[i]):
-                key, value = OPTION.match(lines[i]).groups()
-                options[key] = value.strip()
-                i += 1
-            body = []
-            close = re.compile(rf"^{re.escape(marker[0])}{{{len(marker)},}}\s*$")
-            while i < len(lines) and not close.match(lines[i]):
-                body.append(lines[i])
-                i += 1
-            i += 1  # the closing fence (or the end of a start-only directive)
-            out.extend(self.directive(name, argument.strip(), options, "\n".join(body).strip("\n")).splitlines())
-        out.extend(self.text("\n".join(plain)).splitlines() if plain else [])
+        return self.pieces(parse(source))
+
+    def pieces(self, pieces: Iterable[Piece]) -> str:
+        """Convert parsed markdown: each directive on its own, the text between them as a whole."""
+        out = []
+        for piece in pieces:
+            if isinstance(piece, Directive):
+                out.extend(self.directive(piece).splitlines())
+            else:  # converted together: a role may span lines
+                out.extend(self.text("\n".join(x for x in piece.text.splitlines() if not TARGET.match(x))).splitlines())
         return "\n".join(out).strip("\n")
 
-    def directive(self, name: str, argument: str, options: dict, body: str) -> str:
-        inner = self.markdown(body) if body else ""
+    def directive(self, block: Directive) -> str:
+        name, argument, options = block.name, block.argument, block.options
+        inner = self.pieces(block.children)
         if name == "exercise":
             label = options.get("label")
             number = find_label(label)[2] if label else "Exercise"
@@ -278,11 +261,14 @@ def colab_edition(path: Path) -> nbformat.NotebookNode:
             cells.append(nbformat.v4.new_markdown_cell(banner(doc, document_index()[doc]["title"])))
             continue
         if cell.cell_type == "markdown":
-            start = re.search(r"\{solution-start\}\s*([\w-]+)", cell.source)
-            source = convert.markdown(cell.source)
-            if start:
-                solution = find_label(start.group(1))[2].lower()
-            if "{solution-end}" in cell.source:
+            pieces = parse(cell.source)
+            source = convert.pieces(pieces)
+            starts = [block.argument for block in walk(pieces) if block.name == "solution-start"]
+            if starts:  # the code cells after it are folded
+                solution = find_label(starts[0])[2].lower()
+            # A cell that holds a {solution-end} closes the span, even when it also starts the
+            # next one: the code cells after it are then not folded.
+            if any(block.name == "solution-end" for block in walk(pieces)):
                 solution = None
             leftover = RAW_MYST.search(source)
             if leftover:

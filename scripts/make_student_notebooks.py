@@ -38,9 +38,13 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import nbformat
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded from its path, as the tests do
+from myst_blocks import Directive, Piece, Spans, parse  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -54,43 +58,24 @@ HIDDEN_TESTS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 NBGRADER_KEYS = {"schema_version", "grade", "solution", "locked", "task", "grade_id", "points"}
 GRADE_ID = re.compile(r"^[a-zA-Z0-9_\-]+$")
 ALLOWED_IN_STUDENT_RUN = {"NotImplementedError", "NameError"}
-# An opening fence of a directive: 3+ backticks or colons, then {name}.
-OPENING = re.compile(r"^\s*(?P<fence>`{3,}|:{3,})\s*\{(?P<name>[\w-]+)\}")
+SOLUTION_DIRECTIVE = "solution"  # a solution written in one cell; a span holds code cells
 
 
-def closes(line: str, fence: str) -> bool:
-    """Whether ``line`` closes a block opened by ``fence`` (same character, at least as long)."""
-    stripped = line.strip()
-    return len(stripped) >= len(fence) and set(stripped) == {fence[0]}
+def strip_solutions(pieces: Iterable[Piece], spans: Spans) -> str:
+    """The markdown of ``pieces`` without its solutions: ``{solution}`` directives, and spans.
 
-
-def strip_solutions(text: str, in_span: bool) -> tuple[str, bool]:
-    """Remove solution directives from one markdown cell.
-
-    ``in_span``: whether the cell starts inside a ``solution-start`` … ``solution-end`` span.
-    Returns the remaining text and whether the cell ends inside such a span.
+    ``spans`` knows whether the text starts inside a ``solution-start`` … ``solution-end`` span,
+    and is left knowing whether it ends inside one. A directive that is kept loses the solutions
+    inside it.
     """
-    kept: list[str] = []
-    lines = text.splitlines(keepends=True)
-    i = 0
-    while i < len(lines):
-        match = OPENING.match(lines[i])
-        name = match.group("name") if match else None
-        if name in ("solution", "solution-start", "solution-end"):
-            fence = match.group("fence")
-            i += 1
-            while i < len(lines) and not closes(lines[i], fence):
-                i += 1
-            i += 1  # the closing fence
-            if name == "solution-start":
-                in_span = True
-            elif name == "solution-end":
-                in_span = False
-            continue
-        if not in_span:
-            kept.append(lines[i])
-        i += 1
-    return re.sub(r"\n{3,}", "\n\n", "".join(kept)).strip() + "\n", in_span
+    kept = []
+    for piece, in_span in spans.follow(pieces):
+        if isinstance(piece, Directive):
+            if not in_span and piece.name != SOLUTION_DIRECTIVE:
+                kept.append(piece.with_body(strip_solutions(piece.children, spans)))
+        elif not in_span:
+            kept.append(piece.text)
+    return "".join(kept)
 
 
 def nbgrader(cell) -> dict:
@@ -171,7 +156,7 @@ def student_version(nb):
     """A copy of notebook ``nb`` without solutions, hidden tests or outputs."""
     nb = nbformat.from_dict(nb)
     cells = []
-    in_span = False
+    spans = Spans()  # a span may run over several cells
     for cell in nb.cells:
         meta = nbgrader(cell)
         if meta.get("solution"):  # nbgrader's ClearSolutions
@@ -183,15 +168,15 @@ def student_version(nb):
             cell.source = replace_regions(cell.source, HIDDEN_TESTS, [])[0].rstrip("\n")
         tags = cell.get("metadata", {}).get("tags", [])
         if cell.cell_type == "markdown":
-            text, in_span = strip_solutions(cell.source, in_span)
-            if text.strip():  # a cell that held only solution text disappears
-                cell.source = text.rstrip("\n")
+            text = re.sub(r"\n{3,}", "\n\n", strip_solutions(parse(cell.source), spans)).strip()
+            if text:  # a cell that held only solution text disappears
+                cell.source = text
                 cells.append(cell)
             continue
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
-            if in_span or "solution" in tags:
+            if spans.inside or "solution" in tags:
                 cell.source = STUB.rstrip("\n")
         cells.append(cell)
     nb.cells = cells
