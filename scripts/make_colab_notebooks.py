@@ -263,13 +263,11 @@ def colab_edition(path: Path) -> nbformat.NotebookNode:
         if cell.cell_type == "markdown":
             pieces = parse(cell.source)
             source = convert.pieces(pieces)
-            starts = [block.argument for block in walk(pieces) if block.name == "solution-start"]
-            if starts:  # the code cells after it are folded
-                solution = find_label(starts[0])[2].lower()
-            # A cell that holds a {solution-end} closes the span, even when it also starts the
-            # next one: the code cells after it are then not folded.
-            if any(block.name == "solution-end" for block in walk(pieces)):
-                solution = None
+            for block in walk(pieces):  # in written order: the last start or end decides
+                if block.name == "solution-start":  # the code cells after it are folded
+                    solution = find_label(block.argument)[2].lower()
+                elif block.name == "solution-end":
+                    solution = None
             leftover = RAW_MYST.search(source)
             if leftover:
                 raise ColabError(f"{doc}: raw MyST left in a Colab cell: {source[leftover.start() : leftover.end() + 40]!r}")

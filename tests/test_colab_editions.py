@@ -82,3 +82,22 @@ def test_each_edition_is_current_plain_markdown_without_outputs(chapter):
     install = next(c for c in stored.cells if c.cell_type == "code")
     assert "git" in install.source and 'os.chdir("gumbel-lite/book")' in install.source
     assert any("parameters" in c.metadata.get("tags", []) for c in stored.cells)
+
+
+@pytest.mark.parametrize("chapter", sorted(p.stem for p in (ROOT / "book").glob("*.ipynb")))
+def test_every_code_cell_of_a_solution_span_is_folded(chapter):
+    """The code cells between {solution-start} and {solution-end}, as the student copies see them, are folded on Colab."""
+    import myst_blocks  # on sys.path once make_colab_notebooks is loaded
+
+    book = nbformat.read(ROOT / "book" / f"{chapter}.ipynb", as_version=4)
+    spans, expected = myst_blocks.Spans(), 0
+    for cell in book.cells:
+        if cell.cell_type == "markdown":
+            for _ in spans.follow(myst_blocks.parse(cell.source)):
+                pass
+        elif spans.inside:
+            expected += 1
+    edition = nbformat.read(ROOT / "colab" / f"{chapter}.ipynb", as_version=4)
+    folded = [c for c in edition.cells if c.cell_type == "code" and c.source.startswith("# @title Solution to")]
+    assert len(folded) == expected
+    assert all(c.metadata.get("cellView") == "form" for c in folded)
