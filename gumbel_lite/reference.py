@@ -10,7 +10,8 @@ What is stored per seed (a ``torch.save`` file of plain tensors and numbers, abo
 
 * the final mask logits m̂, so that sampled masks can be drawn: in float16, except for the
   layers of more than a million weights (fc1: 4.2 M of Conv2's 4.3 M) in 8-bit floating point
-  (e4m3: 3 mantissa bits, p_sel = σ(m̂) within 0.013 of its float32 value);
+  (e4m3: 3 mantissa bits, p_sel = σ(m̂) within 0.013 of its float32 value), kept as raw bytes so
+  that every torch this package supports loads them with ``weights_only=True``;
 * the deterministic mask bit-packed, so that the mask is exact (a rounded logit near 0 could
   otherwise change side);
 * the Smart Rescale scales, the training history, and per epoch and layer: density, flips since
@@ -187,8 +188,18 @@ def train_reference(
     return ReferenceRun(seed, model, history, epochs, meta, dict(c), "live")
 
 
-def _storage_dtype(n: int) -> torch.dtype:
-    return torch.float8_e4m3fn if n > LOW_PRECISION_ABOVE else torch.float16
+def _encode_logits(logits: torch.Tensor) -> dict:
+    """float16, or for large layers float8 (e4m3) stored as its bytes (uint8 loads on every torch)."""
+    if logits.numel() > LOW_PRECISION_ABOVE:
+        return {"logits": logits.to(torch.float8_e4m3fn).view(torch.uint8), "encoding": "float8_e4m3fn"}
+    return {"logits": logits.half(), "encoding": "float16"}
+
+
+def _decode_logits(entry: dict) -> torch.Tensor:
+    logits = entry["logits"]
+    if entry.get("encoding") == "float8_e4m3fn":
+        logits = logits.view(torch.float8_e4m3fn)
+    return logits.float()
 
 
 def _pack(mask: torch.Tensor) -> torch.Tensor:
@@ -205,7 +216,7 @@ def save_reference(run: ReferenceRun, folder: str | Path | None = None) -> Path:
     layers = {}
     for name, _, p in masked_layers(run.model):
         layers[name] = {
-            "logits": p.mask_logits.detach().cpu().to(_storage_dtype(p.mask_logits.numel())),
+            **_encode_logits(p.mask_logits.detach().cpu()),
             "mask": _pack(masks[name]),
             "scale": float(p.scale.detach()) if p.scale is not None else None,
         }
@@ -260,7 +271,7 @@ def load_reference(seed: int = 0, folder: str | Path | None = None, device: str 
             entry = payload["layers"][name]
             n = p.mask_logits.numel()
             mask = torch.from_numpy(np.unpackbits(entry["mask"].numpy())[:n].astype(bool)).view_as(p.mask_logits)
-            logits = entry["logits"].float()
+            logits = _decode_logits(entry)
             logits = torch.where(mask, logits.clamp_min(0.0), logits.clamp_max(-1e-7))  # the stored side of 0
             p.mask_logits.copy_(logits)
             if p.scale is not None:

@@ -50,6 +50,9 @@ def test_a_stored_run_loads_with_the_same_masks_scales_and_outputs(smoke_run, tm
     run, data = smoke_run
     path = stored(run, tmp_path)
     assert path.name == "conv2-aslp-sr-seed1.pt"
+    layers = torch.load(path, weights_only=True)["layers"]
+    assert layers["6"]["logits"].dtype == torch.uint8  # fc1's float8 bytes: loadable on any torch
+    assert layers["0"]["logits"].dtype == torch.float16
     loaded = reference.load_reference(1, tmp_path)
     assert loaded.source == str(path) and loaded.provenance["seed"] == 1
     for (name, _, p), (_, _, q) in zip(gl.masked_layers(run.model), gl.masked_layers(loaded.model)):
