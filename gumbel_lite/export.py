@@ -108,6 +108,17 @@ class CompactReport:
         )
 
 
+def save_atomic(obj, path: Path) -> None:
+    """``torch.save`` ``obj`` to ``path`` atomically: a reader sees the old file or the new one, never half."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(buffer.getvalue())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
 def _pack(bits: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.packbits(bits.flatten().cpu().numpy().astype(np.uint8)))
 
@@ -152,13 +163,7 @@ def export_compact(model: nn.Module, path: str | Path, network: str | None = Non
         "sha256": hashlib.sha256(blob).hexdigest(),
         "payload": torch.frombuffer(bytearray(blob), dtype=torch.uint8),
     }
-    buffer = io.BytesIO()
-    torch.save(artifact, buffer)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(buffer.getvalue())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    save_atomic(artifact, path)
     dense_bytes = sum(v.numel() * 4 for v in plain_state.values() if v.is_floating_point())
     return CompactReport(path, path.stat().st_size, dense_bytes, kept, total)
 

@@ -27,10 +27,7 @@ sha256 and, should they differ, says so and how to retrain.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +37,7 @@ from torch import nn
 
 from . import models
 from .checks import check_choice, check_number
+from .export import _pack, _unpack, save_atomic
 from .masking import deterministic_masks, mask_model, masked_layers
 from .runner import provenance
 from .train import History, seed_everything, train
@@ -202,10 +200,6 @@ def _decode_logits(entry: dict) -> torch.Tensor:
     return logits.float()
 
 
-def _pack(mask: torch.Tensor) -> torch.Tensor:
-    return torch.from_numpy(np.packbits(mask.flatten().cpu().numpy().astype(np.uint8)))
-
-
 def save_reference(run: ReferenceRun, folder: str | Path | None = None) -> Path:
     """Write ``run`` atomically to ``folder/conv2-aslp-sr-seed{seed}.pt``; returns the path."""
     if run.provenance.get("smoke"):
@@ -228,13 +222,7 @@ def save_reference(run: ReferenceRun, folder: str | Path | None = None) -> Path:
     }
     payload = {"format": FORMAT, "seed": run.seed, **json.loads(json.dumps(plain, default=str)), "layers": layers}
     path = folder / file_name(run.seed)
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(buffer.getvalue())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    save_atomic(payload, path)
     return path
 
 
@@ -270,7 +258,7 @@ def load_reference(seed: int = 0, folder: str | Path | None = None, device: str 
         for name, _, p in masked_layers(model):
             entry = payload["layers"][name]
             n = p.mask_logits.numel()
-            mask = torch.from_numpy(np.unpackbits(entry["mask"].numpy())[:n].astype(bool)).view_as(p.mask_logits)
+            mask = _unpack(entry["mask"], n).view_as(p.mask_logits)
             logits = _decode_logits(entry)
             logits = torch.where(mask, logits.clamp_min(0.0), logits.clamp_max(-1e-7))  # the stored side of 0
             p.mask_logits.copy_(logits)
