@@ -287,7 +287,9 @@ class _Claim:
     """An exclusive, non-blocking lock on one run (``CHECKPOINT_DIR/RUN_ID.lock``), held while it trains.
 
     Two grids on one results file never train the same run: the second finds the claim taken
-    and skips the run. The lock dies with its process, so a crashed run is free again.
+    and skips the run. The lock dies with its process, so a crashed run is free again. Once the
+    run's record is written the lock file is removed (``finished``): a process that still opened
+    the old file, or creates a new one, re-reads the results file after claiming and skips.
     """
 
     def __init__(self, checkpoint_dir: Path, run_id: str) -> None:
@@ -303,6 +305,11 @@ class _Claim:
     @property
     def taken(self) -> bool:
         return self.fd is not None
+
+    def finished(self) -> None:
+        """Remove the lock file of a run whose record is written (the lock is still held, then released)."""
+        self.path.unlink(missing_ok=True)
+        self.release()
 
     def release(self) -> None:
         if self.fd is not None:
@@ -324,9 +331,11 @@ def _claim_and_run(config: RunConfig, out: Path, kwargs: dict) -> tuple[dict | N
             return None, f"already in {out} (written by another process): skipped"
         record = run(config, **kwargs)
         if not append_jsonl(out, record, skip_if_present=True):
+            claim.finished()
             return None, f"already in {out} (written by another process): not written again"
         if record["status"] == "ok":
             (Path(kwargs["checkpoint_dir"]) / f"{config.run_id}.pt").unlink(missing_ok=True)
+        claim.finished()
         return record, ""
     finally:
         claim.release()

@@ -59,6 +59,7 @@ def test_a_run_claimed_by_another_process_is_not_trained_twice(synthetic_root, t
         len(run_grid([config], out, data_root=synthetic_root, device="cpu", checkpoint_dir=checkpoints, progress=False, log=notes.append))
         == 1
     )
+    assert not list(checkpoints.iterdir())  # a finished run leaves neither its checkpoint nor its lock behind
 
 
 def test_checkpoint_temp_names_are_unique(tmp_path):
