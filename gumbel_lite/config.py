@@ -306,6 +306,16 @@ def cpu_budget_baselines(**overrides) -> list[RunConfig]:
     ]
 
 
+def cpu_budget_aslp_plain(**overrides) -> list[RunConfig]:
+    """ASLP without options on full CIFAR-10, Conv2, 10 epochs (CPU), at Supermask's study rates 300 / 1000 /
+    3000: the paper's ASLP vs Supermask cell compared at equal rates, not only at each method's chosen rate
+    (ASLP's was chosen with every option on)."""
+    return [
+        paper_cell("cifar10", "conv2", "aslp", False, False, False, epochs=10, mask_lr=lr, schedule="cosine", **overrides)
+        for lr in CPU_BUDGET_STUDY_LRS[1:]
+    ]
+
+
 # The CPU budget of the paper-cpu grid, chosen from the cpu-budget study (chapter 9 shows it):
 # cosine epochs and, per method, the mask learning rate with the best validation accuracy (Supermask
 # with dynamic rescale has a study and a rate of its own: its gradient through the kept count).
@@ -386,6 +396,7 @@ GRIDS: dict[str, Callable[..., list[RunConfig]]] = {
     "authors-cifar100": authors_cifar100,
     "cpu-budget": cpu_budget,
     "cpu-budget-baselines": cpu_budget_baselines,
+    "cpu-budget-aslp-plain": cpu_budget_aslp_plain,
     "precision-check": precision_check,
     "paper-cpu": paper_cpu,
     "ablation-tau": ablation("tau", [0.5, 1.0, 2.0, 4.0]),
