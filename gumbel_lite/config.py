@@ -308,11 +308,13 @@ def cpu_budget_baselines(**overrides) -> list[RunConfig]:
 
 def cpu_budget_aslp_plain(**overrides) -> list[RunConfig]:
     """ASLP without options on full CIFAR-10, Conv2, 10 epochs (CPU), at Supermask's study rates 300 / 1000 /
-    3000: the paper's ASLP vs Supermask cell compared at equal rates, not only at each method's chosen rate
-    (ASLP's was chosen with every option on)."""
-    return [
-        paper_cell("cifar10", "conv2", "aslp", False, False, False, epochs=10, mask_lr=lr, schedule="cosine", **overrides)
-        for lr in CPU_BUDGET_STUDY_LRS[1:]
+    3000, then seeds 1 and 2 of both methods at Supermask's chosen rate: the paper's ASLP vs Supermask cell
+    compared at equal rates, not only at each method's chosen rate (ASLP's was chosen with every option on)."""
+    cell = dict(dataset="cifar10", network="conv2", weight_rescale=False, signed_constant=False, data_augmentation=False)
+    budget = dict(epochs=10, schedule="cosine", **overrides)
+    rate = CPU_MASK_LR["supermask"]
+    return [paper_cell(**cell, method="aslp", mask_lr=lr, **budget) for lr in CPU_BUDGET_STUDY_LRS[1:]] + [
+        paper_cell(**cell, method=method, mask_lr=rate, seed=seed, **budget) for seed in (1, 2) for method in ("aslp", "supermask")
     ]
 
 
