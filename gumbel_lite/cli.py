@@ -19,14 +19,16 @@ from .config import GRIDS, RunConfig, grid, smoke
 from .data import DatasetError, prepare
 from .masking import METHODS
 from .runner import check_device, check_targets, read_results, run_grid
-from .train import CheckpointError
+from .train import LAYER_RATES, MASK_OPTIMIZERS, SCHEDULES, CheckpointError
 
 CHOICES = {
     "dataset": ("cifar10", "cifar100"),
     "network": ("conv2", "conv4", "conv6"),
     "method": METHODS,
     "rescale": ("none", "smart", "dynamic"),
-    "schedule": ("constant", "cosine"),
+    "schedule": SCHEDULES,
+    "mask_optimizer": MASK_OPTIMIZERS,
+    "layer_lr": LAYER_RATES,
     "pipeline": ("device", "dataloader"),
     "signed_constant_layers": ("all", "conv"),
 }

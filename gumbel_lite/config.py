@@ -16,7 +16,7 @@ from .checks import check_choice, check_number, check_switch
 from .data import DATASETS, PIPELINES
 from .masking import METHODS, RESCALES, SIGNED_CONSTANT_LAYERS
 from .models import NETWORKS
-from .train import SCHEDULES
+from .train import LAYER_RATES, MASK_OPTIMIZERS, SCHEDULES
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,9 @@ class RunConfig:
     each of these the authors' way; chapter 9 of the book lists every difference.
     ``bf16`` / ``channels_last``: ``"auto"`` (on where the device computes in bf16 natively),
     ``True`` or ``False``. ``eval_samples`` K > 0 also scores K sampled masks (Supermask's
-    own evaluation: the mean over 10).
+    own evaluation: the mean over 10). ``mask_optimizer`` (``"sgd"`` | ``"adam"``), ``layer_lr``
+    (``"global"`` | ``"weight_std"``) and ``decay_fraction`` (of schedule ``"tail"``) set how
+    the mask logits are optimised; the scales always stay on SGD at ``scale_lr``.
     """
 
     dataset: str = "cifar10"
@@ -49,11 +51,14 @@ class RunConfig:
     epochs: int = 100
     batch_size: int = 256
     mask_lr: float = 50.0
+    mask_optimizer: str = "sgd"
+    layer_lr: str = "global"
     scale_lr: float = 1e-3
     weight_lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"
+    decay_fraction: float = 0.25
     patience: int | None = None
     val_fraction: float = 0.1
     seed: int = 0
@@ -72,6 +77,8 @@ class RunConfig:
         check_choice("method", self.method, METHODS)
         check_choice("rescale", self.rescale, RESCALES)
         check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("mask_optimizer", self.mask_optimizer, MASK_OPTIMIZERS)
+        check_choice("layer_lr", self.layer_lr, LAYER_RATES)
         check_choice("pipeline", self.pipeline, PIPELINES)
         check_choice("signed_constant_layers", self.signed_constant_layers, SIGNED_CONSTANT_LAYERS)
         check_switch("bf16", self.bf16)
@@ -86,6 +93,7 @@ class RunConfig:
             ("scale_lr", dict(above=0)),
             ("weight_lr", dict(above=0)),
             ("momentum", dict(minimum=0)),
+            ("decay_fraction", dict(above=0, maximum=1)),
             ("weight_decay", dict(minimum=0)),
             ("val_fraction", dict(minimum=0, below=1)),
             ("seed", dict(integer=True, minimum=0, below=2**32)),
@@ -101,8 +109,13 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        """A short hash of the full config: the run's name in results files and checkpoints."""
-        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        """A short hash of the full config: the run's name in results files and checkpoints.
+
+        Fields added after the first results were committed (:data:`ADDED_FIELDS`) enter the hash
+        only when they differ from their default, so every earlier run keeps its id.
+        """
+        d = {k: v for k, v in asdict(self).items() if not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
     def label(self) -> str:
@@ -123,6 +136,10 @@ class RunConfig:
         if unknown:
             raise ValueError(f"unknown config field(s) {sorted(unknown)}; valid fields: {sorted(known)}")
         return cls(**d)
+
+
+ADDED_FIELDS = {"mask_optimizer": "sgd", "layer_lr": "global", "decay_fraction": 0.25}
+"""Fields added to :class:`RunConfig` after results were committed, with the default that keeps old run ids."""
 
 
 def smoke(config: RunConfig, per_class: int = 20) -> RunConfig:
@@ -374,6 +391,29 @@ def paper_cpu(**overrides) -> list[RunConfig]:
     return [c for configs in paper_cpu_tiers(**overrides).values() for c in configs]
 
 
+# The CPU recipe study: how to optimise the mask logits so that the CPU's runs converge. The Conv2
+# headline cell (ASLP + SR + SC + DA, the authors' protocol, full CIFAR-10), 30 epochs, seed 0,
+# a constant rate unless the schedule is the lever; in priority order. Chapter 9 shows it.
+RECIPE_EPOCHS = 30
+RECIPE_LEVERS_ASLP = (
+    dict(mask_lr=300.0),
+    dict(mask_lr=300.0, layer_lr="weight_std"),
+    dict(mask_lr=0.1, mask_optimizer="adam"),
+    dict(mask_lr=300.0, schedule="tail"),
+    dict(mask_lr=100.0),
+    dict(mask_lr=1000.0, layer_lr="weight_std"),
+    dict(mask_lr=0.03, mask_optimizer="adam"),
+    dict(mask_lr=1000.0),
+)
+
+
+def cpu_recipe_aslp(**overrides) -> list[RunConfig]:
+    """The recipe screen of ASLP + SR + SC + DA on Conv2 (full CIFAR-10, 30 epochs, CPU): optimiser, per-layer
+    rate, rate and schedule of the mask logits, one lever set per run (``RECIPE_LEVERS_ASLP``)."""
+    budget = dict(epochs=RECIPE_EPOCHS, schedule="constant")
+    return [paper_cell("cifar10", "conv2", "aslp", True, True, True, **{**budget, **lever, **overrides}) for lever in RECIPE_LEVERS_ASLP]
+
+
 def precision_check(**overrides) -> list[RunConfig]:
     """bf16 autocast + channels_last vs float32: the same Conv2 cell for 3 full-data epochs, seeds 0-2 (CPU)."""
     return [
@@ -401,6 +441,7 @@ GRIDS: dict[str, Callable[..., list[RunConfig]]] = {
     "cpu-budget-aslp-plain": cpu_budget_aslp_plain,
     "precision-check": precision_check,
     "paper-cpu": paper_cpu,
+    "cpu-recipe-aslp": cpu_recipe_aslp,
     "ablation-tau": ablation("tau", [0.5, 1.0, 2.0, 4.0]),
     "ablation-init": ablation("logit_init", [-2.0, 0.0, 2.0]),
     "ablation-mask-lr": ablation("mask_lr", list(ABLATION_MASK_LRS)),

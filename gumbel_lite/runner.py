@@ -180,8 +180,14 @@ def build_model(config: RunConfig) -> torch.nn.Module:
 
 
 def history_summary(history: History) -> dict:
-    """Per-epoch curves (lists) and the last epoch's per-layer density and scales."""
+    """Per-epoch curves (lists), per-layer diagnostics as curves (``layers``: layer → quantity →
+    list), the first epoch's rates, and the best epoch's per-layer density and scales."""
     summary = {k: history.column(k) for k in HISTORY_KEYS if history.epochs and k in history.epochs[0]}
+    if history.epochs and "layers" in history.epochs[0]:
+        first = history.epochs[0]["layers"]
+        summary["layers"] = {n: {q: [e["layers"][n][q] for e in history.epochs] for q in first[n]} for n in first}
+    if history.epochs and "lr" in history.epochs[0]:
+        summary["rates"] = history.epochs[0]["lr"]
     best = next((e for e in history.epochs if e["epoch"] == history.best_epoch), None)
     if best is not None and "density_per_layer" in best:
         summary["best_density_per_layer"] = best["density_per_layer"]
@@ -233,6 +239,9 @@ def run(
             weight_decay=config.weight_decay,
             schedule=config.schedule,
             patience=config.patience,
+            mask_optimizer=config.mask_optimizer,
+            layer_lr=config.layer_lr,
+            decay_fraction=config.decay_fraction,
             checkpoint=checkpoint,
             bf16=config.bf16,
             channels_last=config.channels_last,

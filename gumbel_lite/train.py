@@ -1,9 +1,12 @@
-"""The rescaling trainer: one optimizer, three parameter groups, a plain PyTorch loop.
+"""The rescaling trainer: three parameter groups, a plain PyTorch loop.
 
 Groups (the paper's defaults): mask logits m̂ — SGD lr 50, momentum 0.9, no weight decay;
-Smart Rescale scales s_l — SGD lr 1e-3; weights — only for the ``"dense"`` baseline. Early
-stopping watches the accuracy on a seeded validation split, evaluated without augmentation and
-with the deterministic mask; the best epoch's state is restored and tested at the end.
+Smart Rescale scales s_l — SGD lr 1e-3; weights — only for the ``"dense"`` baseline. The mask
+logits may instead use Adam (``mask_optimizer="adam"``, a second optimizer: the scales keep
+their SGD), and a rate per layer (``layer_lr="weight_std"``). Early stopping watches the
+accuracy on a seeded validation split, evaluated without augmentation and with the
+deterministic mask; the best epoch's state is restored and tested at the end. Every epoch
+records, per masked layer, how far the logits have travelled (see :func:`layer_diagnostics`).
 """
 
 from __future__ import annotations
@@ -21,10 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checks import check_choice, check_number, check_switch
-from .masking import density, deterministic_masks, is_masked, mask_mode, mask_statistics, parameter_groups
+from .masking import density, deterministic_masks, frozen_weight, is_masked, mask_mode, mask_statistics, masked_layers, parameter_groups
 
-SCHEDULES = ("constant", "cosine")
-CHECKPOINT_FORMAT = 2
+SCHEDULES = ("constant", "cosine", "tail")
+MASK_OPTIMIZERS = ("sgd", "adam")
+LAYER_RATES = ("global", "weight_std")
+CHECKPOINT_FORMAT = 3
+SATURATED = 4.0
+"""|m̂| above which a logit counts as saturated: p_sel = σ(4) ≈ 0.982 (or below 0.018)."""
 
 
 @dataclass
@@ -146,20 +153,74 @@ class _Quiet:
         pass
 
 
-def make_optimizer(
-    model: nn.Module, mask_lr: float, scale_lr: float, weight_lr: float, momentum: float, weight_decay: float
-) -> torch.optim.SGD:
-    """One SGD optimizer with a group per role (so each batch runs once, unlike two optimizers)."""
+def layer_rates(model: nn.Module, rule: str = "global") -> dict[str, float]:
+    """The factor on ``mask_lr`` of each masked layer under ``rule``.
+
+    ``"global"``: 1 everywhere (one rate). ``"weight_std"``: std(w_big) / std(w_l), where the
+    layer with the most weights keeps the base rate. The logit gradient of a layer scales with
+    its weights (∂L/∂m̂ = w ∂L/∂(w m) through the straight-through sample), so this rule evens
+    out the layers' steps; for Kaiming weights it is √(fan_in_l / fan_in_big), which slows the
+    small layers of few inputs (conv1 of Conv2: 1/25) instead of speeding up the large one.
+    """
+    check_choice("layer_lr", rule, LAYER_RATES)
+    layers = list(masked_layers(model))
+    if rule == "global":
+        return {name: 1.0 for name, _, _ in layers}
+    stds = {name: float(frozen_weight(layer).float().std()) for name, layer, _ in layers}
+    big = max(layers, key=lambda item: item[2].mask_logits.numel())[0]
+    return {name: stds[big] / std if std > 0 else 1.0 for name, std in stds.items()}
+
+
+def make_optimizers(
+    model: nn.Module,
+    mask_lr: float,
+    scale_lr: float,
+    weight_lr: float,
+    momentum: float,
+    weight_decay: float,
+    mask_optimizer: str = "sgd",
+    layer_lr: str = "global",
+) -> list[torch.optim.Optimizer]:
+    """The optimizers of a run: SGD with a group per role, plus Adam for the mask logits if asked.
+
+    Groups are named (``mask_logits`` or ``mask_logits:<layer>`` with per-layer rates,
+    ``scales``, ``weights``), so the recorded rates say which is which. The scales and weights
+    always stay on SGD (``scale_lr``, ``momentum``): Adam would change how the scales move too.
+    """
+    check_choice("mask_optimizer", mask_optimizer, MASK_OPTIMIZERS)
     groups = parameter_groups(model)
-    spec = [
-        {"params": groups["mask_logits"], "lr": mask_lr, "weight_decay": 0.0, "name": "mask_logits"},
+    rates = layer_rates(model, layer_lr)
+    if layer_lr == "global":
+        logits = [{"params": groups["mask_logits"], "lr": mask_lr, "name": "mask_logits"}] if groups["mask_logits"] else []
+    else:
+        logits = [{"params": [p.mask_logits], "lr": mask_lr * rates[n], "name": f"mask_logits:{n}"} for n, _, p in masked_layers(model)]
+    others = [
         {"params": groups["scales"], "lr": scale_lr, "weight_decay": 0.0, "name": "scales"},
         {"params": groups["weights"], "lr": weight_lr, "weight_decay": weight_decay, "name": "weights"},
     ]
-    spec = [g for g in spec if g["params"]]
-    if not spec:
+    if mask_optimizer == "sgd":
+        sgd = [{**g, "weight_decay": 0.0} for g in logits] + others
+        adam = []
+    else:
+        sgd, adam = others, logits
+    sgd = [g for g in sgd if g["params"]]
+    if not sgd and not adam:
         raise ValueError("model has no trainable parameter")
-    return torch.optim.SGD(spec, momentum=momentum)
+    optimizers = [torch.optim.SGD(sgd, momentum=momentum)] if sgd else []
+    return optimizers + ([torch.optim.Adam(adam)] if adam else [])
+
+
+def lr_factor(schedule: str, epochs: int, decay_fraction: float = 0.25) -> Callable[[int], float]:
+    """The multiplier of every rate in epoch ``e``: ``constant`` 1; ``cosine`` from 1 to 0 over the run;
+    ``tail`` 1, then a cosine to 0 over the last ``decay_fraction`` of the epochs."""
+    check_choice("schedule", schedule, SCHEDULES)
+    if schedule == "constant":
+        return lambda e: 1.0
+    if schedule == "cosine":
+        return lambda e: 0.5 * (1 + math.cos(math.pi * e / epochs))
+    tail = max(1, round(decay_fraction * epochs))
+    start = epochs - tail
+    return lambda e: 1.0 if e < start else 0.5 * (1 + math.cos(math.pi * (e - start) / tail))
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -174,26 +235,41 @@ def _atomic_save(obj, path: Path) -> None:
         raise
 
 
-def train_one_epoch(model: nn.Module, data, optimizer: torch.optim.Optimizer, bf16: bool, channels_last: bool) -> tuple[float, float]:
-    """One pass over the training batches; returns the mean training loss and accuracy."""
+def train_one_epoch(
+    model: nn.Module, data, optimizers: list[torch.optim.Optimizer], bf16: bool, channels_last: bool
+) -> tuple[float, float, dict[str, float]]:
+    """One pass over the training batches.
+
+    Returns the mean training loss and accuracy, and per masked layer the RMS of the logit
+    gradient ∂L/∂m̂ over the epoch's steps and weights (summed on the device, one sync at the end).
+    """
     device = data.device
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    count = 0
+    count = steps = 0
+    layers = [(name, p.mask_logits) for name, _, p in masked_layers(model)]
+    grad_sq = torch.zeros(len(layers), device=device)
     for images, labels in data.train_batches():
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
             logits = model(images)
             loss = F.cross_entropy(logits.float(), labels)
-        optimizer.zero_grad(set_to_none=True)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        if layers:
+            with torch.no_grad():
+                grad_sq += torch.stack([m.grad.pow(2).sum() if m.grad is not None else m.new_zeros(()) for _, m in layers])
+        for optimizer in optimizers:
+            optimizer.step()
         loss_sum += loss.detach() * len(labels)
         correct += (logits.argmax(1) == labels).sum()
         count += len(labels)
-    return float(loss_sum) / count, float(correct) / count
+        steps += 1
+    rms = {name: math.sqrt(float(sq) / (max(steps, 1) * m.numel())) for (name, m), sq in zip(layers, grad_sq.tolist())}
+    return float(loss_sum) / count, float(correct) / count, rms
 
 
 def evaluate_epoch(model: nn.Module, data, bf16: bool, track_test: bool) -> dict[str, float]:
@@ -208,18 +284,44 @@ def evaluate_epoch(model: nn.Module, data, bf16: bool, track_test: bool) -> dict
     }
 
 
+@torch.no_grad()
+def layer_diagnostics(model: nn.Module, masks: dict[str, torch.Tensor], previous: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
+    """Per masked layer: how far its logits have travelled and whether its mask still moves.
+
+    ``density`` (deterministic mask), ``mean_abs_logit`` (mean |m̂|), ``saturated`` (share of
+    |m̂| > :data:`SATURATED`), ``flip_rate`` (share of its mask entries changed since ``previous``).
+    """
+    out = {}
+    for name, _, p in masked_layers(model):
+        m = p.mask_logits
+        out[name] = {
+            "density": float(masks[name].float().mean()),
+            "mean_abs_logit": float(m.abs().mean()),
+            "saturated": float((m.abs() > SATURATED).float().mean()),
+            "flip_rate": float((masks[name] != previous[name]).float().mean()),
+        }
+    return out
+
+
 def mask_record(model: nn.Module, masks: dict[str, torch.Tensor], previous: dict[str, torch.Tensor]) -> dict:
-    """The epoch's mask quantities: density (overall and per layer), flip rate since ``previous``, statistics of p_sel."""
+    """The epoch's mask quantities: density (overall and per layer), flip rate since ``previous``,
+    statistics of p_sel, and :func:`layer_diagnostics` under ``layers``."""
     flips = sum(int((masks[k] != previous[k]).sum()) for k in masks)
     d = density(model)
-    return dict(density=d.overall, density_per_layer=d.per_layer, flip_rate=flips / d.total, **mask_statistics(model))
+    layers = layer_diagnostics(model, masks, previous)
+    return dict(density=d.overall, density_per_layer=d.per_layer, flip_rate=flips / d.total, layers=layers, **mask_statistics(model))
 
 
-def check_finite(optimizer: torch.optim.Optimizer, train_loss: float, epoch: int, checkpoint: Path | None) -> None:
+def param_groups(optimizers: list[torch.optim.Optimizer]) -> list[dict]:
+    """The named parameter groups of all ``optimizers``, in order."""
+    return [g for optimizer in optimizers for g in optimizer.param_groups]
+
+
+def check_finite(optimizers: list[torch.optim.Optimizer], train_loss: float, epoch: int, checkpoint: Path | None) -> None:
     """Raise ``FloatingPointError`` if the loss or any parameter is not finite, naming the parameter group(s) at fault."""
     bad = [
         f"{g['name']} (lr {g['lr']:g})"
-        for g in optimizer.param_groups
+        for g in param_groups(optimizers)
         if any(not bool(torch.isfinite(p).all()) for p in g["params"])
     ]
     if math.isfinite(train_loss) and not bad:
@@ -241,14 +343,14 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be read; the message names the file and the fix."""
 
 
-def save_checkpoint(path: Path, model, optimizer, scheduler, history: History, best_state, epoch: int, data, device) -> None:
+def save_checkpoint(path: Path, model, optimizers, schedulers, history: History, best_state, epoch: int, data, device) -> None:
     """Everything needed to resume after ``epoch``, in plain types only (loadable with ``weights_only=True``)."""
     _atomic_save(
         {
             "format": CHECKPOINT_FORMAT,
             "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
+            "optimizers": [o.state_dict() for o in optimizers],
+            "schedulers": [s.state_dict() for s in schedulers],
             "history": history.to_dict(),
             "best_state": best_state,
             "epoch": epoch,
@@ -263,13 +365,16 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, history: History, b
 def load_checkpoint(path: Path, device) -> dict:
     """Read a checkpoint with ``weights_only=True`` (no code runs from the file); ``history`` becomes a :class:`History`.
 
-    Checkpoints of the previous format (a pickled ``History``) are read too: ``History`` is the
-    one class they may name. Any other failure raises :class:`CheckpointError` naming the file.
+    Checkpoints of earlier formats are read too: format 1 pickled a ``History`` (the one class
+    they may name); formats 1 and 2 hold one ``optimizer`` and one ``scheduler``, returned as
+    lists of one. Any other failure raises :class:`CheckpointError` naming the file.
     """
     try:
         with torch.serialization.safe_globals([History]):
             state = torch.load(path, map_location=device, weights_only=True)
-        if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "history", "epoch"} <= set(state):
+        if isinstance(state, dict) and {"optimizer", "scheduler"} <= set(state):
+            state["optimizers"], state["schedulers"] = [state.pop("optimizer")], [state.pop("scheduler")]
+        if not isinstance(state, dict) or not {"model", "optimizers", "schedulers", "history", "epoch"} <= set(state):
             raise ValueError("not a training checkpoint")
         history = state["history"]
         state["history"] = history if isinstance(history, History) else History(**history)
@@ -292,6 +397,9 @@ def train(
     weight_decay: float = 5e-4,
     schedule: str = "constant",
     patience: int | None = None,
+    mask_optimizer: str = "sgd",
+    layer_lr: str = "global",
+    decay_fraction: float = 0.25,
     checkpoint: str | Path | None = None,
     bf16: bool | str = "auto",
     channels_last: bool | str = "auto",
@@ -302,8 +410,11 @@ def train(
 ) -> History:
     """Train ``model`` (masked with :func:`mask_model`, or dense) on ``data`` (:class:`CifarData`).
 
-    ``schedule``: ``"constant"`` or ``"cosine"`` (per epoch, to 0 at ``epochs``). ``patience``:
+    ``schedule``: ``"constant"``, ``"cosine"`` (per epoch, to 0 at ``epochs``) or ``"tail"``
+    (constant, then a cosine to 0 over the last ``decay_fraction`` of the epochs). ``patience``:
     stop after that many epochs without a better validation accuracy (``None``: never).
+    ``mask_optimizer``: ``"sgd"`` (``momentum``) or ``"adam"`` for the mask logits, at
+    ``mask_lr``; ``layer_lr``: ``"global"`` or ``"weight_std"`` (see :func:`layer_rates`).
     ``checkpoint``: a file written atomically after every epoch; if it exists, training resumes
     from it. ``eval_samples`` K > 0 also reports the test accuracy of K sampled masks. ``track_test``
     records the test accuracy after every epoch (for time-to-accuracy curves; never used to
@@ -315,6 +426,9 @@ def train(
     Returns a :class:`History`; the model ends in eval mode with the best epoch's state.
     """
     check_choice("schedule", schedule, SCHEDULES)
+    check_choice("mask_optimizer", mask_optimizer, MASK_OPTIMIZERS)
+    check_choice("layer_lr", layer_lr, LAYER_RATES)
+    check_number("decay_fraction", decay_fraction, above=0, maximum=1)
     epochs = check_number("epochs", epochs, integer=True, minimum=1)
     for name, lr in (("mask_lr", mask_lr), ("scale_lr", scale_lr), ("weight_lr", weight_lr)):
         check_number(name, lr, above=0)
@@ -327,17 +441,24 @@ def train(
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, mask_lr, scale_lr, weight_lr, momentum, weight_decay)
-    cosine = lambda e: 0.5 * (1 + math.cos(math.pi * e / epochs))  # noqa: E731
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine if schedule == "cosine" else (lambda e: 1.0))
+    optimizers = make_optimizers(model, mask_lr, scale_lr, weight_lr, momentum, weight_decay, mask_optimizer, layer_lr)
+    factor = lr_factor(schedule, epochs, decay_fraction)
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in optimizers]
     history, best_state, start = History(), None, 0
     masked = is_masked(model)
     checkpoint = Path(checkpoint) if checkpoint else None
     if checkpoint and checkpoint.exists():
         state = load_checkpoint(checkpoint, device)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        if len(state["optimizers"]) != len(optimizers):
+            raise CheckpointError(
+                f"checkpoint {checkpoint} holds {len(state['optimizers'])} optimizer(s), this run has {len(optimizers)} "
+                f"(another mask_optimizer?). Fix: delete {checkpoint} to train this run again from its first epoch."
+            )
+        for o, saved in zip(optimizers, state["optimizers"]):
+            o.load_state_dict(saved)
+        for sched, saved in zip(schedulers, state["schedulers"]):
+            sched.load_state_dict(saved)
         history, best_state, start = state["history"], state["best_state"], state["epoch"] + 1
         bf16, channels_last = history.bf16, history.channels_last  # a resumed run keeps its precision
         torch.set_rng_state(state["rng_cpu"])
@@ -361,10 +482,11 @@ def train(
             history.stopped_early = True
             break
         t0 = time.perf_counter()
-        train_loss, train_accuracy = train_one_epoch(model, data, optimizer, bf16, channels_last)
-        check_finite(optimizer, train_loss, epoch, checkpoint if checkpoint and checkpoint.exists() else None)
-        lr_now = {g["name"]: g["lr"] for g in optimizer.param_groups}
-        scheduler.step()
+        train_loss, train_accuracy, grad_rms = train_one_epoch(model, data, optimizers, bf16, channels_last)
+        check_finite(optimizers, train_loss, epoch, checkpoint if checkpoint and checkpoint.exists() else None)
+        lr_now = {g["name"]: g["lr"] for g in param_groups(optimizers)}
+        for sched in schedulers:
+            sched.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
         epoch_time = time.perf_counter() - t0
@@ -373,6 +495,8 @@ def train(
         if masked:
             masks = deterministic_masks(model)
             record.update(mask_record(model, masks, previous))
+            for name, rms in grad_rms.items():
+                record["layers"][name]["grad_rms"] = rms
             previous = masks
         history.epochs.append(record)
         score = record["val_accuracy"] if math.isfinite(record["val_accuracy"]) else record["train_accuracy"]
@@ -383,7 +507,7 @@ def train(
             since_best += 1
         history.wall_time = time.perf_counter() - t_start
         if checkpoint:
-            save_checkpoint(checkpoint, model, optimizer, scheduler, history, best_state, epoch, data, device)
+            save_checkpoint(checkpoint, model, optimizers, schedulers, history, best_state, epoch, data, device)
         bar.set_postfix(
             loss=f"{train_loss:.3f}", val=f"{record['val_accuracy']:.3f}", **({"density": f"{record['density']:.3f}"} if masked else {})
         )

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import gumbel_lite as gl  # noqa: E402
 from gumbel_lite.runner import provenance  # noqa: E402
-from gumbel_lite.train import device_name, make_optimizer  # noqa: E402
+from gumbel_lite.train import device_name, make_optimizers  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -76,7 +76,7 @@ def training_step(net, optimizer, images, labels):
 def conv4_step(method: str, rescale: str | None, device, images, labels):
     torch.manual_seed(0)
     net = gl.mask_model(gl.models.conv4(), method=method, rescale=rescale).to(device).train()
-    optimizer = make_optimizer(net, 50.0, 1e-3, 0.01, 0.9, 0.0)
+    (optimizer,) = make_optimizers(net, 50.0, 1e-3, 0.01, 0.9, 0.0)
     return training_step(net, optimizer, images, labels)
 
 
@@ -87,7 +87,7 @@ def network_step(network: str, fast: bool, device, images, labels):
     if fast:
         net.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
-    optimizer = make_optimizer(net, 50.0, 1e-3, 0.01, 0.9, 0.0)
+    (optimizer,) = make_optimizers(net, 50.0, 1e-3, 0.01, 0.9, 0.0)
 
     def step():
         optimizer.zero_grad(set_to_none=True)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import gumbel_lite as gl  # noqa: E402
 from gumbel_lite.runner import append_jsonl, provenance  # noqa: E402
-from gumbel_lite.train import make_optimizer  # noqa: E402
+from gumbel_lite.train import make_optimizers  # noqa: E402
 
 
 def measure(method: str, rescale, pipeline: str, fast: bool, args, device: torch.device) -> dict:
@@ -39,7 +39,7 @@ def measure(method: str, rescale, pipeline: str, fast: bool, args, device: torch
     net = gl.mask_model(gl.models.conv6(), method=method, rescale=rescale).to(device).train()
     if fast:
         net = net.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(net, 50.0, 1e-3, 0.01, 0.9, 5e-4)
+    (optimizer,) = make_optimizers(net, 50.0, 1e-3, 0.01, 0.9, 5e-4)
     images_done, t0, step = 0, None, 0
     while step < args.warmup + args.steps:
         for images, labels in data.train_batches():
