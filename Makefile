@@ -12,14 +12,14 @@ OFFLINE_DATASETS := ../shared/tools/materialize_datasets.py
 # Debian/Ubuntu packages (Chromium for the browser check) need root.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: book test install data lint unit notebooks nbval students colab browser benchmark clean
+.PHONY: book test install data lint unit notebooks nbval students colab device-check browser benchmark clean
 
 book: install
 	bash scripts/build_book.sh
 
 # Every check CI runs: lint, unit tests, notebooks (smoke), nbval, student and Colab editions,
-# book build, browser test.
-test: install data lint unit notebooks nbval students colab book browser
+# the GPU machine's device script rehearsed on the CPU, book build, browser test.
+test: install data lint unit notebooks nbval students colab device-check book browser
 
 install: $(STAMP)
 
@@ -67,6 +67,10 @@ students: install data
 # repository and installing the package from it (smoke mode).
 colab: install data
 	$(BIN)/python scripts/check_colab.py 02 09 10
+
+# The script a GPU machine runs (scripts/device_check.sh), rehearsed here on the CPU in seconds.
+device-check: install data
+	PYTHON=$(BIN)/python bash scripts/device_check.sh --device cpu --smoke
 
 # Playwright (test extra) drives the system's headless Chromium, never a downloaded one, through
 # the built pages: math typeset offline, figures loaded, no request leaving the machine, screenshots kept.

@@ -15,6 +15,7 @@ Gumbel-Softmax" (ICIP 2022)::
 from . import models, reference, results, samplers
 from .config import GRIDS, RunConfig, grid, paper_cell, paper_cells, smoke
 from .data import CifarData, DatasetError, load_split, prepare
+from .doctor import doctor
 from .export import export_compact, extract, load_compact, to_pruned
 from .masking import (
     METHODS,
@@ -50,6 +51,7 @@ __all__ = [
     "append_jsonl",
     "default_device",
     "device_name",
+    "doctor",
     "density",
     "deterministic_masks",
     "evaluate",

@@ -1,4 +1,4 @@
-"""Command line: ``python -m gumbel_lite {train,grid,grids,prepare,summary,status,collect} ...``.
+"""Command line: ``python -m gumbel_lite {train,grid,grids,prepare,summary,status,collect,reference,doctor} ...``.
 
 Flags of ``train`` are derived from :class:`~gumbel_lite.config.RunConfig`, so every field of a
 run can be set from the shell and nothing is configured twice.
@@ -185,6 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     p_ref.add_argument("--device", default="cpu", help="cpu, cuda or mps (default cpu)")
     p_ref.add_argument("--data-root", type=Path, default=None, help="prepared-cache root (default $GUMBEL_LITE_DATA or data/)")
     p_ref.add_argument("--download", action="store_true", help="download CIFAR-10 if the cache is missing")
+    p_doc = sub.add_parser(
+        "doctor",
+        help="what this machine gives a run: device, precision and why, versions, data, speed",
+        description="Report the device, the precision and memory format 'auto' picks there and why, versions, the data cache "
+        "and the Conv6 training speed: the first lines of any bug report.",
+    )
+    p_doc.add_argument("--device", default=None, help="cuda, cuda:N, mps or cpu (default: the best available)")
+    p_doc.add_argument("--data-root", type=Path, default=None, help="prepared-cache root (default $GUMBEL_LITE_DATA or data/)")
+    p_doc.add_argument("--no-speed", action="store_true", help="skip the few training steps that measure the speed")
+    p_doc.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p_collect = sub.add_parser("collect", help="merge the records of finished cluster jobs into a results file (idempotent)")
     p_collect.add_argument("results", type=Path)
     args = parser.parse_args(argv)
@@ -192,6 +202,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "grids":
         for name, fn in sorted(GRIDS.items()):
             print(f"{name:18s} {len(fn())} runs per seed  {(fn.__doc__ or '').strip().splitlines()[0]}")
+        return 0
+    if args.command == "doctor":
+        from .doctor import doctor
+
+        try:
+            device = check_device(args.device)
+        except ValueError as e:
+            parser.error(str(e))
+        report = doctor(device, args.data_root, speed=not args.no_speed, log=(lambda _: None) if args.json else print)
+        if args.json:
+            print(json.dumps(report, sort_keys=True))
         return 0
     if args.command == "summary":
         return summary(args.results)

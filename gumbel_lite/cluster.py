@@ -327,6 +327,13 @@ def status_table(configs: list[RunConfig], out: str | Path) -> tuple[list[tuple]
     return [(name, *(counts[s] for s in STATES)) for name, counts in rows.items()], totals, failed
 
 
+def local_gpus() -> int:
+    """GPUs a ``submitit-local`` job gets by default: one where this machine has CUDA, else none."""
+    import torch
+
+    return 1 if torch.cuda.is_available() else 0
+
+
 def make_executor(
     launcher: str,
     folder: Path,
@@ -360,7 +367,8 @@ def make_executor(
         )
         return executor
     executor = submitit.LocalExecutor(folder, max_num_timeout=MAX_TIMEOUTS)
-    executor.update_parameters(timeout_min=minutes, gpus_per_node=gpus_per_run or 0)
+    # submitit hides every GPU from a local job given 0 (CUDA_VISIBLE_DEVICES=""): by default give it this machine's
+    executor.update_parameters(timeout_min=minutes, gpus_per_node=local_gpus() if gpus_per_run is None else gpus_per_run)
     return executor
 
 

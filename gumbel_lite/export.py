@@ -37,14 +37,18 @@ def _require_masked(model: nn.Module) -> None:
 
 @torch.no_grad()
 def folded_weights(model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """For each masked layer: (w · rescale factor, deterministic bool mask), keyed by module name."""
+    """For each masked layer: (w · rescale factor, deterministic bool mask), keyed by module name.
+
+    w · (s_l · m) and (w · s_l) · m are the same floats for m ∈ {0, 1}, so the folded weight
+    times the mask equals the masked forward's weight bit for bit.
+    """
     out = {}
     with mask_mode(model, "deterministic"):
         for name, layer, p in masked_layers(model):
             mask = p.mask()
-            factor = p.multiplier(mask)  # s_l · m (or numel/Σm · m)
-            scale = factor.sum() / mask.sum() if mask.sum() > 0 else torch.ones(())
-            out[name] = (layer.parametrizations.weight.original * scale, mask.bool())
+            weight = layer.parametrizations.weight.original
+            factor = p.factor(mask)  # exactly the scalar the forward pass multiplies by
+            out[name] = (weight if factor is None else weight * factor.to(weight.dtype), mask.bool())
     return out
 
 

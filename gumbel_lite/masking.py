@@ -68,18 +68,23 @@ class MaskedWeight(nn.Module):
             return SAMPLERS[self.method](self.mask_logits, self.tau, self.keep_fraction)
         return deterministic_mask(self.method, self.mask_logits, self.keep_fraction)
 
-    def multiplier(self, mask: torch.Tensor) -> torch.Tensor:
-        """s_l ⊙ m: the mask times its rescaling (Smart: learned s_l; dynamic: numel / Σm).
+    def factor(self, mask: torch.Tensor) -> torch.Tensor | None:
+        """The layer's rescaling: Smart: the learned s_l; dynamic: numel / Σm; none: ``None``.
 
         Dynamic rescale back-propagates through Σm, as Supermask's and the authors' code do
         (``mask * numel / mask.sum()`` inside autograd): each logit also feels how its
         mask value changes the layer's scale.
         """
         if self.rescale == "smart":
-            return mask * self.scale
+            return self.scale
         if self.rescale == "dynamic":
-            return mask * (mask.numel() / mask.sum().clamp_min(1.0))
-        return mask
+            return mask.numel() / mask.sum().clamp_min(1.0)
+        return None
+
+    def multiplier(self, mask: torch.Tensor) -> torch.Tensor:
+        """s_l ⊙ m: the mask times its rescaling (:meth:`factor`)."""
+        factor = self.factor(mask)
+        return mask if factor is None else mask * factor
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return weight * self.multiplier(self.mask()).to(weight.dtype)

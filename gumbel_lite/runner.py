@@ -25,7 +25,7 @@ import torch
 
 from . import models
 from .config import RunConfig
-from .data import DATASETS, CifarData
+from .data import DATASETS, CifarData, prepare
 from .masking import mask_model
 from .train import History, device_name, seed_everything, train
 
@@ -277,7 +277,7 @@ def run(
             "test_images": len(data.splits["test"]),
         },
         "history": history_summary(history),
-        "precision": {"bf16": history.bf16, "channels_last": history.channels_last},
+        "precision": {"bf16": history.bf16, "channels_last": history.channels_last, "reason": history.precision_reason},
         "wall_time": history.wall_time,
         **provenance(device),
     }
@@ -456,7 +456,10 @@ def run_grid(
         from .train import default_device
 
         device = default_device()  # chosen (and its hint printed) once for the whole grid
-    kwargs = dict(data_root=data_root, device=str(device) if device is not None else None, checkpoint_dir=checkpoint_dir, download=download)
+    if download:  # once, here: N workers downloading into one folder at once would race
+        for name in dict.fromkeys(c.dataset for c in todo):
+            prepare(name, data_root, download=True)
+    kwargs = dict(data_root=data_root, device=str(device) if device is not None else None, checkpoint_dir=checkpoint_dir, download=False)
     new = []
 
     def finish(config: RunConfig, record: dict | None, note: str) -> None:

@@ -11,6 +11,7 @@ records, per masked layer, how far the logits have travelled (see :func:`layer_d
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -48,6 +49,7 @@ class History:
     wall_time: float = 0.0
     bf16: bool = False
     channels_last: bool = False
+    precision_reason: str = ""
 
     def column(self, key: str) -> list:
         """One per-epoch quantity as a list, e.g. ``history.column("val_accuracy")``."""
@@ -90,13 +92,8 @@ def device_name(device: torch.device | str) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def native_bf16(device: torch.device | str) -> bool:
-    """Whether ``device`` computes in bfloat16 natively: CUDA, or a CPU with AVX-512 BF16 / AMX (or Arm BF16)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return True
-    if device.type != "cpu":
-        return False
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively: AVX-512 BF16 / AMX, or the Arm BF16 extension."""
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         check = getattr(torch.cpu, probe, None)
         if check is not None and check():
@@ -108,15 +105,73 @@ def native_bf16(device: torch.device | str) -> bool:
         return False
 
 
+def precision_for(device_type: str, capability: tuple[int, int] | None = None, cpu_bf16: bool = False) -> tuple[bool, bool, str]:
+    """What ``"auto"`` picks on a device: ``(bf16, channels_last, reason)``. A pure function of the facts.
+
+    CUDA: bf16 autocast and channels_last from compute capability 8.0 (Ampere) on, where cuDNN
+    runs bf16 convolutions on tensor cores; below (a T4 is 7.5) bf16 would be emulated, slower
+    than float32, so float32 and the default memory format. CPU: both where the CPU has native
+    bf16 (``cpu_bf16``). MPS and anything else: float32. channels_last only ever goes with bf16:
+    without tensor-core precision it does not pay.
+    """
+    if device_type == "cuda":
+        if capability is not None and tuple(capability) >= (8, 0):
+            return True, True, f"CUDA compute capability {capability[0]}.{capability[1]} (8.0 or later): native bf16 tensor cores"
+        shown = f"{capability[0]}.{capability[1]}" if capability is not None else "unknown"
+        return False, False, f"CUDA compute capability {shown} (below 8.0): bf16 would be emulated, so float32"
+    if device_type == "cpu":
+        if cpu_bf16:
+            return True, True, "CPU with native bf16 (AVX-512 BF16, AMX or Arm BF16)"
+        return False, False, "CPU without native bf16: float32"
+    if device_type == "mps":
+        return False, False, "Apple MPS: float32 (bf16 autocast there needs torch 2.5 or later)"
+    return False, False, f"device type {device_type}: float32"
+
+
+def auto_precision(device: torch.device | str) -> tuple[bool, bool, str]:
+    """:func:`precision_for` with the facts of ``device`` (its CUDA capability, or the CPU's bf16 support)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return precision_for("cuda", tuple(torch.cuda.get_device_capability(device)))
+    if device.type == "cpu":
+        return precision_for("cpu", cpu_bf16=cpu_has_bf16())
+    return precision_for(device.type)
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: CUDA from compute capability 8.0, or a CPU with native bf16."""
+    return auto_precision(device)[0]
+
+
 def resolve_fast_path(device: torch.device | str, bf16: bool | str = "auto", channels_last: bool | str = "auto") -> tuple[bool, bool]:
-    """Resolve ``"auto"`` for bf16 autocast and channels_last: on where the device has native bf16, else off.
+    """Resolve ``"auto"`` for bf16 autocast and channels_last with :func:`auto_precision`.
 
     Explicit ``True`` / ``False`` win. Returns ``(bf16, channels_last)`` as booleans.
     """
+    return _resolve(device, bf16, channels_last)[:2]
+
+
+def _resolve(device, bf16, channels_last) -> tuple[bool, bool, str]:
     check_switch("bf16", bf16)
     check_switch("channels_last", channels_last)
-    fast = native_bf16(device)
-    return (fast if bf16 == "auto" else bool(bf16)), (fast if channels_last == "auto" else bool(channels_last))
+    if bf16 != "auto" and channels_last != "auto":
+        return bool(bf16), bool(channels_last), "set by the caller"
+    auto_bf16, auto_cl, reason = auto_precision(device)
+    chosen = (auto_bf16 if bf16 == "auto" else bool(bf16)), (auto_cl if channels_last == "auto" else bool(channels_last))
+    return (*chosen, reason if (bf16, channels_last) == ("auto", "auto") else f"{reason}; partly set by the caller")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (its own index for ``cuda:N``; MPS too), e.g. before reading a clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on ``device`` when ``enabled``; otherwise no autocast at all (MPS on torch < 2.5 has none)."""
+    return torch.autocast(device.type, torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
 @torch.no_grad()
@@ -128,7 +183,7 @@ def evaluate(model: nn.Module, data, split: str = "test", mask: str = "determini
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     count = 0
-    with mask_mode(model, mask), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+    with mask_mode(model, mask), autocast(device, bf16):
         for images, labels in data.eval_batches(split):
             logits = model(images).float()
             loss_sum += F.cross_entropy(logits, labels, reduction="sum")
@@ -253,7 +308,7 @@ def train_one_epoch(
     for images, labels in data.train_batches():
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+        with autocast(device, bf16):
             logits = model(images)
             loss = F.cross_entropy(logits.float(), labels)
         for optimizer in optimizers:
@@ -327,7 +382,7 @@ def check_finite(optimizers: list[torch.optim.Optimizer], train_loss: float, epo
     if math.isfinite(train_loss) and not bad:
         return
     kept = (
-        f"the last finished epoch is kept in the checkpoint {checkpoint}"
+        f"the last saved epoch is kept in the checkpoint {checkpoint}"
         if checkpoint is not None
         else "no checkpoint holds an earlier epoch"
     )
@@ -343,6 +398,26 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be read; the message names the file and the fix."""
 
 
+def rng_states(device: torch.device, data) -> dict:
+    """The random states a resumed run needs: the CPU's, the data's, and the run's own GPU's (``cuda:N`` or MPS)."""
+    return {
+        "rng_cpu": torch.get_rng_state(),
+        "rng_data": data.generator.get_state(),
+        "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "rng_mps": torch.mps.get_rng_state() if device.type == "mps" else None,
+    }
+
+
+def restore_rng(state: dict, device: torch.device, data) -> None:
+    """Set the states saved by :func:`rng_states` (read on the CPU) back, each on its own device."""
+    torch.set_rng_state(state["rng_cpu"].cpu())
+    data.generator.set_state(state["rng_data"].cpu())
+    if device.type == "cuda" and state.get("rng_cuda") is not None:
+        torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
+    if device.type == "mps" and state.get("rng_mps") is not None:
+        torch.mps.set_rng_state(state["rng_mps"].cpu())
+
+
 def save_checkpoint(path: Path, model, optimizers, schedulers, history: History, best_state, epoch: int, data, device) -> None:
     """Everything needed to resume after ``epoch``, in plain types only (loadable with ``weights_only=True``)."""
     _atomic_save(
@@ -354,16 +429,18 @@ def save_checkpoint(path: Path, model, optimizers, schedulers, history: History,
             "history": history.to_dict(),
             "best_state": best_state,
             "epoch": epoch,
-            "rng_cpu": torch.get_rng_state(),
-            "rng_data": data.generator.get_state(),
-            "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+            **rng_states(device, data),
         },
         path,
     )
 
 
-def load_checkpoint(path: Path, device) -> dict:
+def load_checkpoint(path: Path, device=None) -> dict:
     """Read a checkpoint with ``weights_only=True`` (no code runs from the file); ``history`` becomes a :class:`History`.
+
+    Everything is read onto the CPU, whatever ``device`` the run uses (kept for callers; unused):
+    ``load_state_dict`` moves tensors to where the model and optimizers live, and the random
+    states must stay CPU tensors for :func:`restore_rng`.
 
     Checkpoints of earlier formats are read too: format 1 pickled a ``History`` (the one class
     they may name); formats 1 and 2 hold one ``optimizer`` and one ``scheduler``, returned as
@@ -371,7 +448,7 @@ def load_checkpoint(path: Path, device) -> dict:
     """
     try:
         with torch.serialization.safe_globals([History]):
-            state = torch.load(path, map_location=device, weights_only=True)
+            state = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and {"optimizer", "scheduler"} <= set(state):
             state["optimizers"], state["schedulers"] = [state.pop("optimizer")], [state.pop("scheduler")]
         if not isinstance(state, dict) or not {"model", "optimizers", "schedulers", "history", "epoch"} <= set(state):
@@ -401,6 +478,7 @@ def train(
     layer_lr: str = "global",
     decay_fraction: float = 0.25,
     checkpoint: str | Path | None = None,
+    checkpoint_every: float = 60.0,
     bf16: bool | str = "auto",
     channels_last: bool | str = "auto",
     eval_samples: int = 0,
@@ -415,8 +493,11 @@ def train(
     stop after that many epochs without a better validation accuracy (``None``: never).
     ``mask_optimizer``: ``"sgd"`` (``momentum``) or ``"adam"`` for the mask logits, at
     ``mask_lr``; ``layer_lr``: ``"global"`` or ``"weight_std"`` (see :func:`layer_rates`).
-    ``checkpoint``: a file written atomically after every epoch; if it exists, training resumes
-    from it. ``eval_samples`` K > 0 also reports the test accuracy of K sampled masks. ``track_test``
+    ``checkpoint``: a file written atomically after the first epoch, then after each epoch that
+    ends ``checkpoint_every`` seconds or more after the last save, and after the last epoch (0:
+    every epoch); if it exists, training resumes from it. Saving Conv2's ~85 MB costs a share of
+    a GPU epoch of a second or two, so a GPU run saves about once a minute, not every epoch.
+    ``eval_samples`` K > 0 also reports the test accuracy of K sampled masks. ``track_test``
     records the test accuracy after every epoch (for time-to-accuracy curves; never used to
     select the model).
     ``weight_lr`` / ``weight_decay`` apply only to trainable weights (the dense baseline).
@@ -429,6 +510,7 @@ def train(
     check_choice("mask_optimizer", mask_optimizer, MASK_OPTIMIZERS)
     check_choice("layer_lr", layer_lr, LAYER_RATES)
     check_number("decay_fraction", decay_fraction, above=0, maximum=1)
+    check_number("checkpoint_every", checkpoint_every, minimum=0)
     epochs = check_number("epochs", epochs, integer=True, minimum=1)
     for name, lr in (("mask_lr", mask_lr), ("scale_lr", scale_lr), ("weight_lr", weight_lr)):
         check_number(name, lr, above=0)
@@ -437,7 +519,7 @@ def train(
     patience = check_number("patience", patience, integer=True, minimum=1, optional=True)
     eval_samples = check_number("eval_samples", eval_samples, integer=True, minimum=0)
     device = data.device
-    bf16, channels_last = resolve_fast_path(device, bf16, channels_last)
+    bf16, channels_last, reason = _resolve(device, bf16, channels_last)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -461,10 +543,8 @@ def train(
             sched.load_state_dict(saved)
         history, best_state, start = state["history"], state["best_state"], state["epoch"] + 1
         bf16, channels_last = history.bf16, history.channels_last  # a resumed run keeps its precision
-        torch.set_rng_state(state["rng_cpu"])
-        data.generator.set_state(state["rng_data"].cpu())
-        if device.type == "cuda" and state.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(state["rng_cuda"])
+        reason = history.precision_reason or reason
+        restore_rng(state, device, data)
     if progress is None:
         progress = not os.environ.get("CI")
     if progress:
@@ -473,10 +553,11 @@ def train(
         bar = tqdm(range(start, epochs), desc="epochs", initial=start, total=epochs)
     else:
         bar = _Quiet(range(start, epochs))
-    history.bf16, history.channels_last = bf16, channels_last
+    history.bf16, history.channels_last, history.precision_reason = bf16, channels_last, reason
     previous = deterministic_masks(model) if masked else {}
     t_start = time.perf_counter() - history.wall_time
     since_best = 0 if history.best_epoch < 0 else len(history.epochs) - 1 - history.best_epoch
+    last_save = None
     for epoch in bar:
         if patience is not None and since_best >= patience:
             history.stopped_early = True
@@ -487,8 +568,7 @@ def train(
         lr_now = {g["name"]: g["lr"] for g in param_groups(optimizers)}
         for sched in schedulers:
             sched.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         epoch_time = time.perf_counter() - t0
         record = {"epoch": epoch, "loss": train_loss, "train_accuracy": train_accuracy, **evaluate_epoch(model, data, bf16, track_test)}
         record.update(epoch_time=epoch_time, lr=lr_now)
@@ -506,8 +586,9 @@ def train(
         else:
             since_best += 1
         history.wall_time = time.perf_counter() - t_start
-        if checkpoint:
+        if checkpoint and (last_save is None or time.perf_counter() - last_save >= checkpoint_every or epoch == epochs - 1):
             save_checkpoint(checkpoint, model, optimizers, schedulers, history, best_state, epoch, data, device)
+            last_save = time.perf_counter()
         bar.set_postfix(
             loss=f"{train_loss:.3f}", val=f"{record['val_accuracy']:.3f}", **({"density": f"{record['density']:.3f}"} if masked else {})
         )

@@ -15,7 +15,8 @@ with every MyST construct written out as plain markdown:
 - outputs and execution counts are dropped, and the first cell links to the rendered chapter.
 
 The code cells are the chapter's own (the install cell fetches the repository on Colab), so a
-Colab edition runs exactly what the book ran. The *Open in Colab* badge of each chapter points
+Colab edition runs exactly what the book ran; its set-up cell also calls ``gl.doctor`` (device,
+precision and why, versions, data, speed: the first lines of any bug report). The *Open in Colab* badge of each chapter points
 here. Any MyST construct this script does not know is an error: the editions never show raw
 MyST.
 
@@ -277,6 +278,8 @@ def colab_edition(path: Path) -> nbformat.NotebookNode:
         tags = [t for t in cell.metadata.get("tags", []) if t == "parameters"]
         metadata = {"tags": tags} if tags else {}
         source = cell.source
+        if header == "setup":  # the first lines of any bug report from a Colab runtime
+            source += "\ngl.doctor(device)  # the device, its precision and why, versions, data, speed"
         if solution:
             metadata["cellView"] = "form"
             source = f"# @title Solution to {solution} (double-click to show the code)\n{source}"

@@ -7,11 +7,13 @@
 # from their checkpoints). Run from the repository root with the data prepared:
 #   GUMBEL_LITE_DATA=/path/to/cache scripts/reproduce_gpu.sh
 # Settings (environment): RESULTS (data/results), EPOCHS (100, cosine schedule), JOBS (runs at
-# once on the GPU, 8), SEEDS (0,1,2), SMOKE (1 = seconds-long rehearsal, results flagged smoke).
+# once on the GPU: 4, or fewer where the machine has fewer CPU cores to feed them; a Colab VM
+# has 2), SEEDS (0,1,2), SMOKE (1 = seconds-long rehearsal, results flagged smoke).
 set -euo pipefail
 RESULTS=${RESULTS:-data/results}
 EPOCHS=${EPOCHS:-100}
-JOBS=${JOBS:-8}
+CORES=$(nproc 2>/dev/null || echo 1)
+JOBS=${JOBS:-$((CORES < 4 ? CORES : 4))}
 SEEDS=${SEEDS:-0,1,2}
 PY=${PYTHON:-python3}
 SMOKE_FLAG=()

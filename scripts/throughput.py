@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import gumbel_lite as gl  # noqa: E402
-from gumbel_lite.runner import append_jsonl, provenance  # noqa: E402
+from gumbel_lite.runner import append_jsonl, available_cores, provenance  # noqa: E402
 from gumbel_lite.train import make_optimizers  # noqa: E402
 
 
@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=8, help="DataLoader workers")
+    parser.add_argument("--workers", type=int, default=min(4, available_cores()), help="DataLoader workers (default: the cores, at most 4)")
     parser.add_argument("--per-class", type=int, default=None)
     parser.add_argument("--smoke", action="store_true", help="a few steps on a subset (CI rehearsal; flagged smoke)")
     parser.add_argument("--out", type=Path, required=True)

@@ -137,10 +137,10 @@ def test_fast_path_auto_follows_the_device_and_explicit_values_win(monkeypatch):
 
     train_module = importlib.import_module("gumbel_lite.train")
 
-    monkeypatch.setattr(train_module, "native_bf16", lambda device: True)
+    monkeypatch.setattr(train_module, "cpu_has_bf16", lambda: True)
     assert train_module.resolve_fast_path("cpu") == (True, True)
     assert train_module.resolve_fast_path("cpu", bf16=False) == (False, True)
-    monkeypatch.setattr(train_module, "native_bf16", lambda device: False)
+    monkeypatch.setattr(train_module, "cpu_has_bf16", lambda: False)
     assert train_module.resolve_fast_path("cpu") == (False, False)
     assert train_module.resolve_fast_path("cpu", channels_last=True) == (False, True)
     assert gl.native_bf16("meta") is False  # neither CUDA nor a CPU
