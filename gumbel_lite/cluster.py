@@ -1,9 +1,9 @@
 """Grids on a cluster: one Slurm job per unfinished run, through submitit (``pip install 'gumbel-lite[cluster]'``).
 
 Each run of a grid becomes one job (one job array per submission). A job trains from the run's
-per-epoch checkpoint, if one exists, so a job that is preempted or reaches its time limit is
-requeued by submitit's checkpointing protocol (:meth:`TrainJob.checkpoint`) and continues from
-its last finished epoch. ``submitit-local`` runs the same jobs as processes on this machine,
+checkpoint (saved after the first epoch, then about once a minute), if one exists, so a job
+that is preempted or reaches its time limit is requeued by submitit's checkpointing protocol (:meth:`TrainJob.checkpoint`) and continues from
+its last saved epoch. ``submitit-local`` runs the same jobs as processes on this machine,
 which is how the tests exercise everything but Slurm itself.
 
 Why line files and not appends: on a shared network file system ``flock`` may be ignored or
@@ -149,7 +149,8 @@ class TrainJob:
     """One run as a cluster job: train ``config`` (from its checkpoint, if any) and write its line file.
 
     submitit calls :meth:`checkpoint` when the job is preempted or times out. The training
-    state is already on disk (saved after every epoch), so the requeued job is this same call.
+    state is already on disk (saved after the first epoch and then about once a minute: at most
+    a minute of work is lost), so the requeued job is this same call.
     """
 
     def __init__(self, config: dict, lines: str, kwargs: dict) -> None:

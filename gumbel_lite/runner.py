@@ -3,7 +3,7 @@
 A results file is append-only. Each line holds the full config, its ``run_id``, the metrics, a
 per-epoch history summary and provenance (device, versions, git commit, seed, wall time). A run
 whose ``run_id`` is already in the file is skipped, so an interrupted grid resumes where it
-stopped; an interrupted run resumes from its per-epoch checkpoint.
+stopped; an interrupted run resumes from its checkpoint (saved after the first epoch, then about once a minute).
 """
 
 from __future__ import annotations
