@@ -18,6 +18,8 @@ from .masking import METHODS, RESCALES, SIGNED_CONSTANT_LAYERS
 from .models import NETWORKS
 from .train import LAYER_RATES, MASK_OPTIMIZERS, SCHEDULES
 
+FLOAT32_MAX = 3.4028234663852886e38
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -102,8 +104,14 @@ class RunConfig:
             ("per_class", dict(integer=True, minimum=1, optional=True)),
             ("test_per_class", dict(integer=True, minimum=1, optional=True)),
         ]
-        for name, rule in numbers:
-            check_number(name, getattr(self, name), **rule)
+        for name, rule in numbers:  # stored as plain int / float: 300 and 300.0 (or np.int64(1) and 1) are one run
+            object.__setattr__(self, name, check_number(name, getattr(self, name), **rule))
+        for name in ("tau", "logit_init", "mask_lr", "scale_lr", "weight_lr", "momentum", "weight_decay"):
+            if abs(getattr(self, name)) > FLOAT32_MAX:
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r} does not fit in float32, the precision of the parameters: "
+                    f"use |{name}| <= {FLOAT32_MAX:.3g}"
+                )
         if self.method == "dense" and self.rescale is not None:
             raise ValueError("method 'dense' trains the weights themselves; use rescale=None")
 
@@ -398,6 +406,7 @@ RECIPE_EPOCHS = 30
 RECIPE_LEVERS_ASLP = (
     dict(mask_lr=300.0),
     dict(mask_lr=300.0, layer_lr="weight_std"),
+    dict(mask_lr=3000.0, layer_lr="weight_std"),
     dict(mask_lr=0.1, mask_optimizer="adam"),
     dict(mask_lr=300.0, schedule="tail"),
     dict(mask_lr=100.0),

@@ -308,6 +308,11 @@ class CifarData:
             train_idx = per_class_subset(train["labels"], per_class, seed)
         order = np.random.default_rng(seed).permutation(train_idx)
         n_val = int(round(val_fraction * len(order)))
+        if n_val >= len(order):
+            raise ValueError(
+                f"no training images left: {len(order):,} images (per_class={per_class}) with val_fraction={val_fraction} "
+                f"hold {n_val:,} out for validation; lower val_fraction or raise per_class"
+            )
         test_idx = per_class_subset(test["labels"], test_per_class, seed) if test_per_class is not None else slice(None)
         self.splits = {
             "train": self._to_device(train, np.sort(order[n_val:])),

@@ -9,6 +9,7 @@ stopped; an interrupted run resumes from its checkpoint (saved after the first e
 from __future__ import annotations
 
 import datetime
+import errno
 import fcntl
 import json
 import math
@@ -89,11 +90,16 @@ def _finite_or_null(value):
     return value
 
 
+class ResultsWriteError(OSError):
+    """A results record could not be written (full disk, quota, file size limit); the message names the file and the cause."""
+
+
 def append_jsonl(path: str | Path, record: dict, skip_if_present: bool = False) -> bool:
     """Append one JSON line atomically: one ``write`` under an exclusive lock, then fsync.
 
     The line always starts on a fresh line (a torn last line left by a crash is closed first, so
-    it cannot swallow this record). NaN and infinities are written as ``null``. With
+    it cannot swallow this record). NaN and infinities are written as ``null``. A short or failed
+    write (a full disk) truncates the file back to what it was and raises :class:`ResultsWriteError`. With
     ``skip_if_present``, the file is re-read under the lock and nothing is written when a record
     with the same ``run_id`` is already there. Returns whether the record was written.
     """
@@ -108,8 +114,20 @@ def append_jsonl(path: str | Path, record: dict, skip_if_present: bool = False) 
             return False
         if size and os.pread(fd, 1, size - 1) != b"\n":
             line = b"\n" + line
-        os.write(fd, line)
-        os.fsync(fd)
+        try:
+            written = 0
+            while written < len(line):  # a regular file writes short only when it is full (disk, quota, ulimit -f)
+                n = os.write(fd, line[written:])
+                if n == 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                written += n
+            os.fsync(fd)
+        except OSError as e:
+            os.ftruncate(fd, size)  # the file exactly as it was: no torn line
+            raise ResultsWriteError(
+                f"the record of run {record.get('run_id')} could not be appended to {path} ({e.strerror or e}); the file is left "
+                "as it was and the run's checkpoint is kept: free some space and run the same command again"
+            ) from e
         return True
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
@@ -143,7 +161,7 @@ def read_results(path: str | Path, quiet: bool = False) -> list[dict]:
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory, not a results file")
     records, seen = [], set()
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    for number, line in enumerate(path.read_text(errors="replace").split("\n"), 1):  # not splitlines: U+2028 is text in JSON
         if not line.strip():
             continue
         try:
@@ -243,6 +261,7 @@ def run(
             layer_lr=config.layer_lr,
             decay_fraction=config.decay_fraction,
             checkpoint=checkpoint,
+            run_id=config.run_id,
             bf16=config.bf16,
             channels_last=config.channels_last,
             eval_samples=config.eval_samples,

@@ -280,13 +280,21 @@ def lr_factor(schedule: str, epochs: int, decay_fraction: float = 0.25) -> Calla
 
 def _atomic_save(obj, path: Path) -> None:
     """``torch.save`` to a temporary file of a unique name next to ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    except OSError as e:
+        raise CheckpointError(f"checkpoint {path} cannot be written ({e.strerror or e}); the previous one, if any, is kept") from e
     os.close(fd)
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, (OSError, RuntimeError)):  # torch.save reports a full disk as a RuntimeError
+            raise CheckpointError(
+                f"checkpoint {path} could not be written ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}): "
+                "is the disk full? The previous checkpoint, if any, is kept; free some space and run the same command again"
+            ) from e
         raise
 
 
@@ -398,6 +406,29 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be read; the message names the file and the fix."""
 
 
+def check_owner(path: Path, state: dict, owner: dict, epochs: int) -> None:
+    """Refuse a checkpoint of a newer format, of another run or hyperparameters, or past ``epochs``.
+
+    ``epochs`` and ``patience`` may differ: training a run for longer continues it.
+    """
+    fix = f"Fix: delete {path} to train this run again from its first epoch, or give this run another checkpoint path."
+    fmt = state.get("format", 1)
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or not 1 <= fmt <= CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path} has format {fmt!r}; this gumbel-lite reads formats 1 to {CHECKPOINT_FORMAT}. {fix}")
+    saved = state.get("owner") or {}
+    if saved.get("run_id") is not None and owner.get("run_id") is not None and saved["run_id"] != owner["run_id"]:
+        raise CheckpointError(f"checkpoint {path} belongs to run {saved['run_id']}, not to run {owner['run_id']}. {fix}")
+    theirs, ours = saved.get("hyperparameters") or {}, owner["hyperparameters"]
+    # more epochs (or another patience) continue a finished run: the rest must match
+    differ = [k for k in ours if k in theirs and k not in ("epochs", "patience") and theirs[k] != ours[k]]
+    if differ:
+        said = ", ".join(f"{k}={theirs[k]!r} (this run: {ours[k]!r})" for k in differ)
+        raise CheckpointError(f"checkpoint {path} was made with {said}. {fix}")
+    epoch = state.get("epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or not -1 <= epoch < epochs:
+        raise CheckpointError(f"checkpoint {path} claims epoch {epoch!r}, but this run has epochs 0 to {epochs - 1}. {fix}")
+
+
 def rng_states(device: torch.device, data) -> dict:
     """The random states a resumed run needs: the CPU's, the data's, and the run's own GPU's (``cuda:N`` or MPS)."""
     return {
@@ -418,8 +449,13 @@ def restore_rng(state: dict, device: torch.device, data) -> None:
         torch.mps.set_rng_state(state["rng_mps"].cpu())
 
 
-def save_checkpoint(path: Path, model, optimizers, schedulers, history: History, best_state, epoch: int, data, device) -> None:
-    """Everything needed to resume after ``epoch``, in plain types only (loadable with ``weights_only=True``)."""
+def save_checkpoint(
+    path: Path, model, optimizers, schedulers, history: History, best_state, epoch: int, data, device, owner: dict | None = None
+) -> None:
+    """Everything needed to resume after ``epoch``, in plain types only (loadable with ``weights_only=True``).
+
+    ``owner`` (the run id and training hyperparameters) lets a resume refuse another run's checkpoint.
+    """
     _atomic_save(
         {
             "format": CHECKPOINT_FORMAT,
@@ -429,6 +465,7 @@ def save_checkpoint(path: Path, model, optimizers, schedulers, history: History,
             "history": history.to_dict(),
             "best_state": best_state,
             "epoch": epoch,
+            "owner": owner or {},
             **rng_states(device, data),
         },
         path,
@@ -479,6 +516,7 @@ def train(
     decay_fraction: float = 0.25,
     checkpoint: str | Path | None = None,
     checkpoint_every: float = 60.0,
+    run_id: str | None = None,
     bf16: bool | str = "auto",
     channels_last: bool | str = "auto",
     eval_samples: int = 0,
@@ -497,6 +535,9 @@ def train(
     ends ``checkpoint_every`` seconds or more after the last save, and after the last epoch (0:
     every epoch); if it exists, training resumes from it. Saving Conv2's ~85 MB costs a share of
     a GPU epoch of a second or two, so a GPU run saves about once a minute, not every epoch.
+    A checkpoint records ``run_id`` and the training hyperparameters above; resuming from one
+    made with others (or by a newer format, or past this run's last epoch) is refused; more
+    ``epochs`` continue it.
     ``eval_samples`` K > 0 also reports the test accuracy of K sampled masks. ``track_test``
     records the test accuracy after every epoch (for time-to-accuracy curves; never used to
     select the model).
@@ -528,10 +569,24 @@ def train(
     schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in optimizers]
     history, best_state, start = History(), None, 0
     masked = is_masked(model)
+    owner = {
+        "run_id": run_id,
+        "hyperparameters": dict(
+            epochs=epochs, mask_lr=mask_lr, scale_lr=scale_lr, weight_lr=weight_lr, momentum=momentum, weight_decay=weight_decay,
+            schedule=schedule, decay_fraction=decay_fraction, patience=patience, mask_optimizer=mask_optimizer, layer_lr=layer_lr,
+        ),
+    }
     checkpoint = Path(checkpoint) if checkpoint else None
     if checkpoint and checkpoint.exists():
         state = load_checkpoint(checkpoint, device)
-        model.load_state_dict(state["model"])
+        check_owner(checkpoint, state, owner, epochs)
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise CheckpointError(
+                f"checkpoint {checkpoint} holds another network ({str(e).splitlines()[0]}). Fix: delete {checkpoint} to train "
+                "this run again from its first epoch, or give this run another checkpoint path."
+            ) from e
         if len(state["optimizers"]) != len(optimizers):
             raise CheckpointError(
                 f"checkpoint {checkpoint} holds {len(state['optimizers'])} optimizer(s), this run has {len(optimizers)} "
@@ -587,7 +642,7 @@ def train(
             since_best += 1
         history.wall_time = time.perf_counter() - t_start
         if checkpoint and (last_save is None or time.perf_counter() - last_save >= checkpoint_every or epoch == epochs - 1):
-            save_checkpoint(checkpoint, model, optimizers, schedulers, history, best_state, epoch, data, device)
+            save_checkpoint(checkpoint, model, optimizers, schedulers, history, best_state, epoch, data, device, owner)
             last_save = time.perf_counter()
         bar.set_postfix(
             loss=f"{train_loss:.3f}", val=f"{record['val_accuracy']:.3f}", **({"density": f"{record['density']:.3f}"} if masked else {})
