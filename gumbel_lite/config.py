@@ -478,4 +478,4 @@ def grid(name: str, seeds: list[int] | tuple[int, ...] | None = None, **override
             f"{', '.join(varied)} would collapse those runs into one. Drop the override, or build the configs yourself"
         )
     configs = GRIDS[name](**overrides)
-    return configs if seeds is None else [replace(c, seed=s) for s in seeds for c in configs]
+    return configs if seeds is None else [replace(c, seed=s) for s in dict.fromkeys(seeds) for c in configs]  # each seed once

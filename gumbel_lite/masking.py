@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -128,6 +129,17 @@ def mask_model(
     named = [(name, m) for name, m in model.named_modules() if isinstance(m, MASKABLE)]
     if not named:
         raise ValueError("model has no Conv or Linear layer to mask")
+    skipped = [
+        f"{name} ({type(m).__name__})"
+        for name, m in model.named_modules()
+        if not isinstance(m, MASKABLE) and isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() >= 2
+    ]
+    if skipped and method != "dense":
+        warnings.warn(
+            f"not masked (only {', '.join(t.__name__ for t in MASKABLE)} are): {', '.join(skipped)}; their weights stay "
+            + ("frozen" if freeze_others else "trainable"),
+            stacklevel=2,
+        )
     # every layer is checked before any is changed: a refused model is left exactly as it was
     already = [name or type(m).__name__ for name, m in named if parametrize.is_parametrized(m, "weight")]
     if already:

@@ -357,6 +357,9 @@ def _claim_and_run(config: RunConfig, out: Path, kwargs: dict) -> tuple[dict | N
     try:
         if config.run_id in _run_ids(out):
             return None, f"already in {out} (written by another process): skipped"
+        # temporaries of a save killed midway (SIGKILL): nobody else writes this run's checkpoint while we hold its claim
+        for stale in Path(kwargs["checkpoint_dir"]).glob(f"{config.run_id}.pt.*.tmp"):
+            stale.unlink(missing_ok=True)
         record = run(config, **kwargs)
         if not append_jsonl(out, record, skip_if_present=True):
             claim.finished()
@@ -468,7 +471,8 @@ def run_grid(
     out = Path(out)
     check_targets(out, checkpoint_dir, device)
     done = {r["run_id"] for r in read_results(out)}
-    todo = [c for c in dict.fromkeys(configs) if c.run_id not in done]
+    configs = list(dict.fromkeys(configs))  # a run asked for twice is one run
+    todo = [c for c in configs if c.run_id not in done]
     log(f"{len(configs) - len(todo)} of {len(configs)} runs already in {out}; {len(todo)} to run")
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else out.with_suffix(".checkpoints")
     if device is None and todo:
