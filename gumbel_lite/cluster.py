@@ -3,8 +3,9 @@
 Each run of a grid becomes one job (one job array per submission). A job trains from the run's
 checkpoint (saved after the first epoch, then about once a minute), if one exists, so a job
 that is preempted or reaches its time limit is requeued by submitit's checkpointing protocol
-(:meth:`TrainJob.checkpoint`) and continues from its last saved epoch. ``submitit-local`` runs the same jobs as processes on this machine,
-which is how the tests exercise everything but Slurm itself.
+(:meth:`TrainJob.checkpoint`) and continues from its last saved epoch. ``submitit-local`` runs
+the same jobs as processes on this machine, which is how the tests exercise everything but
+Slurm itself.
 
 Why line files and not appends: on a shared network file system ``flock`` may be ignored or
 emulated badly, so jobs on many nodes appending to one results file could interleave or lose

@@ -12,13 +12,15 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 
+import torch
+
 from .checks import check_choice, check_number, check_switch
 from .data import DATASETS, PIPELINES
 from .masking import METHODS, RESCALES, SIGNED_CONSTANT_LAYERS
 from .models import NETWORKS
 from .train import LAYER_RATES, MASK_OPTIMIZERS, SCHEDULES
 
-FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_MAX = torch.finfo(torch.float32).max
 
 
 @dataclass(frozen=True)

@@ -348,17 +348,20 @@ def evaluate_epoch(model: nn.Module, data, bf16: bool, track_test: bool) -> dict
 
 
 @torch.no_grad()
-def layer_diagnostics(model: nn.Module, masks: dict[str, torch.Tensor], previous: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
+def layer_diagnostics(
+    model: nn.Module, masks: dict[str, torch.Tensor], previous: dict[str, torch.Tensor], densities: dict[str, float]
+) -> dict[str, dict[str, float]]:
     """Per masked layer: how far its logits have travelled and whether its mask still moves.
 
-    ``density`` (deterministic mask), ``mean_abs_logit`` (mean |m̂|), ``saturated`` (share of
-    |m̂| > :data:`SATURATED`), ``flip_rate`` (share of its mask entries changed since ``previous``).
+    ``density`` (of the deterministic mask, from ``densities``), ``mean_abs_logit`` (mean |m̂|),
+    ``saturated`` (share of |m̂| > :data:`SATURATED`), ``flip_rate`` (share of its mask entries
+    changed since ``previous``).
     """
     out = {}
     for name, _, p in masked_layers(model):
         m = p.mask_logits
         out[name] = {
-            "density": float(masks[name].float().mean()),
+            "density": densities[name],
             "mean_abs_logit": float(m.abs().mean()),
             "saturated": float((m.abs() > SATURATED).float().mean()),
             "flip_rate": float((masks[name] != previous[name]).float().mean()),
@@ -371,7 +374,7 @@ def mask_record(model: nn.Module, masks: dict[str, torch.Tensor], previous: dict
     statistics of p_sel, and :func:`layer_diagnostics` under ``layers``."""
     flips = sum(int((masks[k] != previous[k]).sum()) for k in masks)
     d = density(model)
-    layers = layer_diagnostics(model, masks, previous)
+    layers = layer_diagnostics(model, masks, previous, d.per_layer)
     return dict(density=d.overall, density_per_layer=d.per_layer, flip_rate=flips / d.total, layers=layers, **mask_statistics(model))
 
 
